@@ -1,0 +1,1 @@
+//! The KCP ARQ engine (placeholder until the engine lands).
