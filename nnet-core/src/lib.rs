@@ -15,4 +15,5 @@
 #![warn(missing_docs)]
 
 pub mod arq;
+pub mod gateway;
 pub mod wire;

@@ -1,0 +1,739 @@
+//! The KCP engine: one conversation's send and receive state.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::config::{ArqConfig, ArqConfigError};
+use super::error::{InputError, SendError};
+use super::output::Output;
+use super::recv_buf::{Arrival, ReceiveBuffer, Received};
+use super::rtt::RttEstimator;
+use super::send_buf::{InFlight, SendBuffer};
+use super::seq::diff;
+use super::stats::ArqStats;
+use crate::wire::{Cmd, Datagram, Header, Token, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
+
+/// First wait before probing a zero remote window, ms.
+const PROBE_INITIAL_MS: u32 = 7_000;
+/// Longest wait between window probes, ms.
+const PROBE_LIMIT_MS: u32 = 120_000;
+/// Slow-start threshold at start and its floor.
+const SSTHRESH_MIN: u32 = 2;
+/// Remote window assumed before the peer tells its own (the reference's default).
+const INITIAL_REMOTE_WINDOW: u32 = 128;
+/// `probe` flag: send a WASK.
+const ASK_SEND: u8 = 1;
+/// `probe` flag: send a WINS.
+const ASK_TELL: u8 = 2;
+
+/// What one accepted datagram did, for the session layer above.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputReport {
+    /// Data segments (PUSH or NEW) in the datagram, duplicates included.
+    pub data_segments: u32,
+    /// ACK segments in the datagram.
+    pub ack_segments: u32,
+    /// The oldest unacknowledged sequence number moved forward.
+    pub una_advanced: bool,
+}
+
+impl InputReport {
+    /// Whether the peer acknowledged anything: an ACK, or a `una` that moved forward
+    /// (what ends the NEW phase, PROTOCOL.md section 3).
+    pub fn acknowledged(&self) -> bool {
+        self.ack_segments > 0 || self.una_advanced
+    }
+}
+
+/// A fragment waiting in the send queue for room in the send window.
+#[derive(Clone, Debug)]
+struct Queued {
+    frg: u8,
+    data: Bytes,
+}
+
+/// The congestion window state (`cwnd`, `ssthresh`, `incr` of the reference).
+#[derive(Clone, Copy, Debug)]
+struct Congestion {
+    cwnd: u32,
+    ssthresh: u32,
+    incr: u32,
+}
+
+/// One KCP conversation: reliable, ordered delivery of messages over datagrams,
+/// segment for segment what the reference `ikcp.c` does (see the [module
+/// docs](super) for the differences, all in data structures).
+///
+/// Drive it like `ikcp`: [`send`](Self::send) and [`recv`](Self::recv) messages,
+/// [`input`](Self::input) received datagrams, call [`update`](Self::update) at
+/// [`check`](Self::check)'s time (or every interval), and send what
+/// [`poll_output`](Self::poll_output) returns. Time is a wrapping `u32` of
+/// milliseconds from any origin, the same for every call.
+///
+/// Memory: about 400 bytes while idle; buffers grow with data in flight and are given
+/// back by [`release_idle_buffers`](Self::release_idle_buffers).
+#[derive(Debug)]
+pub struct Arq {
+    conv: u32,
+    config: ArqConfig,
+    mss: usize,
+
+    current: u32,
+    updated: bool,
+    next_flush: u32,
+
+    queue: VecDeque<Queued>,
+    in_flight: SendBuffer,
+    remote_window: u32,
+    congestion: Congestion,
+    rtt: RttEstimator,
+    probe: u8,
+    probe_at: u32,
+    probe_wait: u32,
+    dead: bool,
+
+    received: ReceiveBuffer,
+    acks: Vec<(u32, u32)>,
+
+    announce: Option<Token>,
+    output: Output,
+    stats: ArqStats,
+}
+
+impl Arq {
+    /// A new engine for conversation `conv`, after checking `config`.
+    pub fn new(conv: u32, config: &ArqConfig) -> Result<Arq, ArqConfigError> {
+        config.validate()?;
+        Ok(Arq {
+            conv,
+            config: config.clone(),
+            mss: config.mss(),
+            current: 0,
+            updated: false,
+            next_flush: 0,
+            queue: VecDeque::new(),
+            in_flight: SendBuffer::default(),
+            remote_window: INITIAL_REMOTE_WINDOW,
+            congestion: Congestion {
+                cwnd: 0,
+                ssthresh: SSTHRESH_MIN,
+                incr: 0,
+            },
+            rtt: RttEstimator::new(config.nodelay != 0),
+            probe: 0,
+            probe_at: 0,
+            probe_wait: 0,
+            dead: false,
+            received: ReceiveBuffer::new(config.recv_window),
+            acks: Vec::new(),
+            announce: None,
+            output: Output::default(),
+            stats: ArqStats::default(),
+        })
+    }
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.conv
+    }
+
+    /// The settings this engine runs with.
+    pub fn config(&self) -> &ArqConfig {
+        &self.config
+    }
+
+    /// Queues a message. It is cut into fragments of at most `mss` bytes that share the
+    /// message's buffer (no copy). Refused, with the engine unchanged, when empty (under
+    /// the empty-message rule), too large, or over the send-queue limit.
+    pub fn send(&mut self, message: Bytes) -> Result<(), SendError> {
+        if message.is_empty() && self.config.reserve_empty_messages {
+            return Err(SendError::Empty);
+        }
+        if message.len() > self.config.max_message_size {
+            return Err(SendError::TooLarge {
+                size: message.len(),
+                max: self.config.max_message_size,
+            });
+        }
+        let tail_room = self.stream_tail_room();
+        let extend = tail_room.min(message.len());
+        let rest = message.len() - extend;
+        let needed = if extend > 0 && rest == 0 {
+            0
+        } else {
+            self.config.fragments(rest)
+        };
+        if tail_room > 0 && message.is_empty() {
+            return Ok(());
+        }
+        let queued = self.waiting_to_send();
+        if queued + needed > self.config.max_send_queue {
+            return Err(SendError::QueueFull {
+                queued,
+                needed,
+                max: self.config.max_send_queue,
+            });
+        }
+        if extend > 0 {
+            self.extend_stream_tail(&message[..extend]);
+        }
+        if needed > 0 {
+            self.queue_fragments(message.slice(extend..), needed);
+        }
+        self.stats.messages_in += 1;
+        Ok(())
+    }
+
+    /// Queues the empty message that carries a NEW when nothing else is in flight
+    /// (PROTOCOL.md section 3). Not subject to the message rules or limits.
+    pub fn send_hello(&mut self) {
+        self.queue.push_back(Queued {
+            frg: 0,
+            data: Bytes::new(),
+        });
+    }
+
+    /// In stream mode, free bytes in the last queued segment.
+    fn stream_tail_room(&self) -> usize {
+        match self.queue.back() {
+            Some(last) if self.config.stream => self.mss.saturating_sub(last.data.len()),
+            _ => 0,
+        }
+    }
+
+    fn extend_stream_tail(&mut self, bytes: &[u8]) {
+        if let Some(last) = self.queue.back_mut() {
+            let mut joined = BytesMut::with_capacity(last.data.len() + bytes.len());
+            joined.extend_from_slice(&last.data);
+            joined.extend_from_slice(bytes);
+            last.data = joined.freeze();
+        }
+    }
+
+    fn queue_fragments(&mut self, data: Bytes, count: usize) {
+        for i in 0..count {
+            let start = i * self.mss;
+            let end = (start + self.mss).min(data.len());
+            let frg = if self.config.stream {
+                0
+            } else {
+                (count - i - 1) as u8
+            };
+            self.queue.push_back(Queued {
+                frg,
+                data: data.slice(start..end),
+            });
+        }
+    }
+
+    /// Takes the next whole message, if every fragment of it has arrived. A message
+    /// that came in one segment is handed over without a copy.
+    pub fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            let window_was_full = self.received.ready_len() as u32 >= self.received.window();
+            let message = self.received.pop_message()?;
+            self.received.promote();
+            if window_was_full && (self.received.ready_len() as u32) < self.received.window() {
+                self.probe |= ASK_TELL;
+            }
+            if message.is_empty() && self.config.reserve_empty_messages {
+                continue;
+            }
+            self.stats.messages_out += 1;
+            return Some(message);
+        }
+    }
+
+    /// Size of the next whole message, if it has fully arrived.
+    pub fn peek_size(&self) -> Option<usize> {
+        self.received.peek_size()
+    }
+
+    /// Parses and takes in one received datagram; see [`input`](Self::input).
+    pub fn input_bytes(&mut self, now_ms: u32, datagram: Bytes) -> Result<InputReport, InputError> {
+        match Datagram::parse(datagram) {
+            Ok(datagram) => self.input(now_ms, &datagram),
+            Err(error) => {
+                self.stats.datagrams_refused += 1;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Takes in one received datagram, already parsed (so it is valid as a whole).
+    /// Data, ACK and window segments are processed like `ikcp_input`; control segments
+    /// of the session layer (KICK, FIN, PING, PONG) are skipped; a NEW is a PUSH whose
+    /// path block and token the session layer reads. A datagram of another conv is
+    /// refused and changes nothing.
+    pub fn input(&mut self, now_ms: u32, datagram: &Datagram) -> Result<InputReport, InputError> {
+        if datagram.conv() != self.conv {
+            self.stats.datagrams_refused += 1;
+            return Err(InputError::WrongConv {
+                expected: self.conv,
+                found: datagram.conv(),
+            });
+        }
+        self.current = now_ms;
+        self.stats.datagrams_in += 1;
+        let una_before = self.in_flight.una();
+        let mut report = InputReport::default();
+        let mut max_ack: Option<(u32, u32)> = None;
+        for segment in datagram.segments() {
+            let header = segment.header;
+            if !header.cmd.is_plain_kcp() && header.cmd != Cmd::New {
+                continue;
+            }
+            self.remote_window = u32::from(header.wnd);
+            self.in_flight.ack_below(header.una);
+            match header.cmd {
+                Cmd::Ack => {
+                    report.ack_segments += 1;
+                    self.on_ack(&header, &mut max_ack);
+                }
+                Cmd::Push | Cmd::New => {
+                    report.data_segments += 1;
+                    self.on_data(&header, segment.payload);
+                }
+                Cmd::Wask => self.probe |= ASK_TELL,
+                _ => {}
+            }
+        }
+        if let Some((sn, ts)) = max_ack {
+            self.in_flight
+                .hint_fast_retransmit(sn, ts, self.config.fastack_conserve);
+        }
+        if diff(self.in_flight.una(), una_before) > 0 {
+            report.una_advanced = true;
+            self.grow_window();
+        }
+        Ok(report)
+    }
+
+    fn on_ack(&mut self, header: &Header, max_ack: &mut Option<(u32, u32)>) {
+        self.stats.acks_in += 1;
+        let rtt = diff(self.current, header.ts);
+        if rtt >= 0 {
+            self.rtt.on_sample(rtt, self.config.interval_ms);
+        }
+        self.in_flight.ack(header.sn);
+        *max_ack = match *max_ack {
+            None => Some((header.sn, header.ts)),
+            Some((sn, ts))
+                if diff(header.sn, sn) > 0
+                    && (!self.config.fastack_conserve || diff(header.ts, ts) > 0) =>
+            {
+                Some((header.sn, header.ts))
+            }
+            kept => kept,
+        };
+    }
+
+    fn on_data(&mut self, header: &Header, payload: Bytes) {
+        self.stats.data_segments_in += 1;
+        if !self.received.below_window_end(header.sn) {
+            self.stats.out_of_window_segments_in += 1;
+            return;
+        }
+        self.acks.push((header.sn, header.ts));
+        let segment = Received {
+            frg: header.frg,
+            data: payload,
+        };
+        if self.received.insert(header.sn, segment) != Arrival::Stored {
+            self.stats.duplicate_segments_in += 1;
+        }
+    }
+
+    /// Slow start and congestion avoidance when `una` moved (end of `ikcp_input`).
+    fn grow_window(&mut self) {
+        let cc = &mut self.congestion;
+        if cc.cwnd >= self.remote_window {
+            return;
+        }
+        let mss = self.mss as u32;
+        if cc.cwnd < cc.ssthresh {
+            cc.cwnd += 1;
+            cc.incr = cc.incr.wrapping_add(mss);
+        } else {
+            cc.incr = cc.incr.max(mss);
+            cc.incr = cc.incr.wrapping_add(mss * mss / cc.incr + mss / 16);
+            if (cc.cwnd + 1).wrapping_mul(mss) <= cc.incr {
+                cc.cwnd = (cc.incr + mss - 1) / mss.max(1);
+            }
+        }
+        if cc.cwnd > self.remote_window {
+            cc.cwnd = self.remote_window;
+            cc.incr = self.remote_window.wrapping_mul(mss);
+        }
+    }
+
+    /// Advances time: flushes when the flush interval has come (`ikcp_update`).
+    pub fn update(&mut self, now_ms: u32) {
+        self.current = now_ms;
+        if !self.updated {
+            self.updated = true;
+            self.next_flush = now_ms;
+        }
+        let mut slap = diff(now_ms, self.next_flush);
+        if !(-10_000..10_000).contains(&slap) {
+            self.next_flush = now_ms;
+            slap = 0;
+        }
+        if slap >= 0 {
+            self.next_flush = self.next_flush.wrapping_add(self.config.interval_ms);
+            if diff(now_ms, self.next_flush) >= 0 {
+                self.next_flush = now_ms.wrapping_add(self.config.interval_ms);
+            }
+            self.flush_now();
+        }
+    }
+
+    /// Flushes now, outside the interval: acks, window probes, new and due segments.
+    /// Useful right after `send` for the lowest latency (costs a datagram per call).
+    pub fn flush(&mut self, now_ms: u32) {
+        self.current = now_ms;
+        if !self.updated {
+            self.updated = true;
+            self.next_flush = now_ms;
+        }
+        self.flush_now();
+    }
+
+    /// When [`update`](Self::update) must next be called, in ms (`now_ms` if at once).
+    /// Never later than one interval. O(1): retransmissions are only done by the
+    /// interval flush, so per-segment timers cannot bring that time forward.
+    pub fn check(&self, now_ms: u32) -> u32 {
+        if !self.updated {
+            return now_ms;
+        }
+        let until_flush = diff(self.next_flush, now_ms);
+        if until_flush <= 0 || until_flush > 10_000 {
+            return now_ms;
+        }
+        now_ms.wrapping_add((until_flush as u32).min(self.config.interval_ms))
+    }
+
+    fn flush_now(&mut self) {
+        let template = Header {
+            conv: self.conv,
+            cmd: Cmd::Ack,
+            frg: 0,
+            wnd: self.received.unused_window().min(u32::from(u16::MAX)) as u16,
+            ts: 0,
+            sn: 0,
+            una: self.received.next_sn(),
+            len: 0,
+        };
+        self.schedule_window_probe();
+        let window = self.effective_window();
+        self.admit_queued(window);
+        let outcome = if self.announce.is_some() {
+            // A gateway fills only a datagram's first segment: data (NEW) goes first.
+            let outcome = self.emit_data(&template);
+            let last_ack = self.emit_acks(&template);
+            self.emit_probes(&template, last_ack);
+            outcome
+        } else {
+            let last_ack = self.emit_acks(&template);
+            self.emit_probes(&template, last_ack);
+            self.emit_data(&template)
+        };
+        self.output.cut();
+        self.adjust_after_flush(outcome, window);
+    }
+
+    fn emit_acks(&mut self, template: &Header) -> (u32, u32) {
+        let mut last = (0, 0);
+        for &(sn, ts) in &self.acks {
+            let ack = Header {
+                sn,
+                ts,
+                ..*template
+            };
+            self.output.push(&ack, &[], &[], self.config.mtu);
+            last = (sn, ts);
+        }
+        self.stats.acks_out += self.acks.len() as u64;
+        self.acks.clear();
+        last
+    }
+
+    /// Arms or fires the zero-window probe timer.
+    fn schedule_window_probe(&mut self) {
+        if self.remote_window != 0 {
+            self.probe_at = 0;
+            self.probe_wait = 0;
+        } else if self.probe_wait == 0 {
+            self.probe_wait = PROBE_INITIAL_MS;
+            self.probe_at = self.current.wrapping_add(self.probe_wait);
+        } else if diff(self.current, self.probe_at) >= 0 {
+            self.probe_wait = self.probe_wait.max(PROBE_INITIAL_MS);
+            self.probe_wait = (self.probe_wait + self.probe_wait / 2).min(PROBE_LIMIT_MS);
+            self.probe_at = self.current.wrapping_add(self.probe_wait);
+            self.probe |= ASK_SEND;
+        }
+    }
+
+    /// WASK and WINS carry the last ACK's `sn` and `ts`, as in the reference.
+    fn emit_probes(&mut self, template: &Header, (sn, ts): (u32, u32)) {
+        for (flag, cmd) in [(ASK_SEND, Cmd::Wask), (ASK_TELL, Cmd::Wins)] {
+            if self.probe & flag != 0 {
+                let probe = Header {
+                    cmd,
+                    sn,
+                    ts,
+                    ..*template
+                };
+                self.output.push(&probe, &[], &[], self.config.mtu);
+            }
+        }
+        self.probe = 0;
+    }
+
+    /// Segments the send window allows in flight now.
+    fn effective_window(&self) -> u32 {
+        let window = u32::from(self.config.send_window).min(self.remote_window);
+        if self.config.congestion_control {
+            window.min(self.congestion.cwnd)
+        } else {
+            window
+        }
+    }
+
+    /// Moves queued fragments into the send buffer while the window has room.
+    fn admit_queued(&mut self, window: u32) {
+        while diff(
+            self.in_flight.next_sn(),
+            self.in_flight.una().wrapping_add(window),
+        ) < 0
+        {
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
+            self.in_flight.push(InFlight::new(queued.frg, queued.data));
+        }
+    }
+
+    /// Sends every segment due: new ones, RTO expiries, fast retransmits.
+    fn emit_data(&mut self, template: &Header) -> FlushOutcome {
+        let current = self.current;
+        let rx_rto = self.rtt.rto();
+        let fast_resend = match self.config.fast_resend {
+            0 => u32::MAX,
+            n => n,
+        };
+        let rto_margin = if self.config.nodelay == 0 {
+            rx_rto >> 3
+        } else {
+            0
+        };
+        let (cmd, extra) = match self.announce {
+            Some(token) => (Cmd::New, announce_bytes(&token)),
+            None => (Cmd::Push, [0; NEW_EXTRA_LEN]),
+        };
+        let extra = if cmd == Cmd::New { &extra[..] } else { &[] };
+        let mut outcome = FlushOutcome::default();
+        for (sn, segment) in self.in_flight.iter_unacked_mut() {
+            if segment.xmit == 0 {
+                segment.rto = rx_rto;
+                segment.resend_at = current.wrapping_add(segment.rto + rto_margin);
+            } else if diff(current, segment.resend_at) >= 0 {
+                segment.rto += match self.config.nodelay {
+                    0 => segment.rto.max(rx_rto),
+                    1 => segment.rto / 2,
+                    _ => rx_rto / 2,
+                };
+                segment.resend_at = current.wrapping_add(segment.rto);
+                outcome.lost = true;
+                self.stats.timeout_retransmits += 1;
+            } else if segment.fastack >= fast_resend
+                && (self.config.fast_limit == 0 || segment.xmit <= self.config.fast_limit)
+            {
+                segment.fastack = 0;
+                segment.resend_at = current.wrapping_add(segment.rto);
+                outcome.fast_retransmits += 1;
+                self.stats.fast_retransmits += 1;
+            } else {
+                continue;
+            }
+            segment.xmit += 1;
+            segment.ts = current;
+            let header = Header {
+                cmd,
+                frg: segment.frg,
+                ts: current,
+                sn,
+                len: segment.data.len() as u32,
+                ..*template
+            };
+            self.output
+                .push(&header, extra, &segment.data, self.config.mtu);
+            self.stats.data_segments_out += 1;
+            if segment.xmit >= self.config.dead_link {
+                self.dead = true;
+            }
+        }
+        outcome
+    }
+
+    /// Congestion response to the flush's retransmissions (end of `ikcp_flush`).
+    fn adjust_after_flush(&mut self, outcome: FlushOutcome, window: u32) {
+        let mss = self.mss as u32;
+        let cc = &mut self.congestion;
+        if outcome.fast_retransmits > 0 {
+            let in_flight = self.in_flight.next_sn().wrapping_sub(self.in_flight.una());
+            cc.ssthresh = (in_flight / 2).max(SSTHRESH_MIN);
+            cc.cwnd = cc.ssthresh.wrapping_add(self.config.fast_resend);
+            cc.incr = cc.cwnd.wrapping_mul(mss);
+        }
+        if outcome.lost {
+            cc.ssthresh = (window / 2).max(SSTHRESH_MIN);
+            cc.cwnd = 1;
+            cc.incr = mss;
+        }
+        if cc.cwnd < 1 {
+            cc.cwnd = 1;
+            cc.incr = mss;
+        }
+    }
+
+    /// Next datagram to send, if any. Each is at most `mtu` bytes.
+    pub fn poll_output(&mut self) -> Option<Bytes> {
+        let datagram = self.output.pop()?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += datagram.len() as u64;
+        Some(datagram)
+    }
+
+    /// Whether [`poll_output`](Self::poll_output) has a datagram.
+    pub fn has_output(&self) -> bool {
+        self.output.has_ready()
+    }
+
+    /// Sends data segments as NEW with an empty path block and this session token
+    /// (PROTOCOL.md section 3), or as PUSH again with `None`. Applies from the next
+    /// flush, retransmissions included.
+    pub fn set_announce(&mut self, token: Option<Token>) {
+        self.announce = token;
+    }
+
+    /// The token data segments announce, while in the NEW phase.
+    pub fn announce(&self) -> Option<Token> {
+        self.announce
+    }
+
+    /// Restarts the conversation under another conv before anything was acknowledged
+    /// (a conv collision, PROTOCOL.md section 3): every message queued or in flight is
+    /// queued again from sequence number 0, receive state is cleared. Returns `false`,
+    /// and changes nothing, if the peer has already acknowledged or sent anything.
+    pub fn restart_as(&mut self, conv: u32) -> bool {
+        if self.in_flight.una() != 0 || self.received.next_sn() != 0 || !self.received.is_empty() {
+            return false;
+        }
+        let in_flight = std::mem::take(&mut self.in_flight);
+        let mut requeued: VecDeque<Queued> = in_flight
+            .into_unacked()
+            .map(|segment| Queued {
+                frg: segment.frg,
+                data: segment.data,
+            })
+            .collect();
+        requeued.append(&mut self.queue);
+        self.queue = requeued;
+        self.conv = conv;
+        self.acks.clear();
+        self.output = Output::default();
+        self.congestion = Congestion {
+            cwnd: 0,
+            ssthresh: SSTHRESH_MIN,
+            incr: 0,
+        };
+        self.dead = false;
+        true
+    }
+
+    /// Segments queued or in flight, not yet acknowledged (`ikcp_waitsnd`).
+    pub fn waiting_to_send(&self) -> usize {
+        self.in_flight.unacked() + self.queue.len()
+    }
+
+    /// Segments sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.unacked()
+    }
+
+    /// Whether a segment was sent `dead_link` times without being acknowledged.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Whether the engine has nothing to do until something comes in or is sent:
+    /// nothing queued, in flight, to acknowledge or to output. An idle engine needs no
+    /// timer.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.in_flight.is_empty()
+            && self.acks.is_empty()
+            && self.probe == 0
+            && !self.output.has_ready()
+    }
+
+    /// Smoothed round-trip time, ms (0 before the first sample).
+    pub fn srtt_ms(&self) -> u32 {
+        self.rtt.srtt()
+    }
+
+    /// Round-trip time mean deviation, ms.
+    pub fn rttvar_ms(&self) -> u32 {
+        self.rtt.rttvar()
+    }
+
+    /// Current retransmission timeout, ms.
+    pub fn rto_ms(&self) -> u32 {
+        self.rtt.rto()
+    }
+
+    /// Congestion window, segments.
+    pub fn cwnd(&self) -> u32 {
+        self.congestion.cwnd
+    }
+
+    /// The peer's free receive window as it last told it, segments.
+    pub fn remote_window(&self) -> u32 {
+        self.remote_window
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> &ArqStats {
+        &self.stats
+    }
+
+    /// Gives back the memory of empty buffers (an idle session costs only its fixed
+    /// state). Cheap; the session layer calls it when the engine goes idle.
+    pub fn release_idle_buffers(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+        if self.acks.is_empty() {
+            self.acks = Vec::new();
+        }
+        self.in_flight.release_idle();
+        self.received.release_idle();
+        self.output.release_idle();
+    }
+}
+
+/// Retransmissions one flush made, for the congestion response.
+#[derive(Clone, Copy, Debug, Default)]
+struct FlushOutcome {
+    fast_retransmits: u32,
+    lost: bool,
+}
+
+/// The 28 bytes after a NEW header: an empty path block, then the token.
+fn announce_bytes(token: &Token) -> [u8; NEW_EXTRA_LEN] {
+    let mut bytes = [0; NEW_EXTRA_LEN];
+    bytes[PATH_BLOCK_LEN..].copy_from_slice(token);
+    bytes
+}

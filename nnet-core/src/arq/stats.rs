@@ -1,0 +1,35 @@
+//! Counters of one engine.
+
+/// Counters of one [`Arq`](super::Arq) engine since it was created. Reading them is
+/// free; they never reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArqStats {
+    /// Datagrams handed to [`Arq::poll_output`](super::Arq::poll_output).
+    pub datagrams_out: u64,
+    /// Bytes in those datagrams.
+    pub bytes_out: u64,
+    /// Data segments sent, first transmissions and retransmissions.
+    pub data_segments_out: u64,
+    /// Retransmissions on RTO expiry.
+    pub timeout_retransmits: u64,
+    /// Fast retransmissions.
+    pub fast_retransmits: u64,
+    /// ACK segments sent.
+    pub acks_out: u64,
+    /// Datagrams accepted by [`Arq::input`](super::Arq::input).
+    pub datagrams_in: u64,
+    /// Datagrams refused by `input` (malformed or for another conv).
+    pub datagrams_refused: u64,
+    /// Data segments received (new and duplicate).
+    pub data_segments_in: u64,
+    /// Data segments received again or already delivered.
+    pub duplicate_segments_in: u64,
+    /// Data segments beyond the receive window, dropped.
+    pub out_of_window_segments_in: u64,
+    /// ACK segments received.
+    pub acks_in: u64,
+    /// Whole messages handed to the application.
+    pub messages_out: u64,
+    /// Messages accepted by `send`.
+    pub messages_in: u64,
+}
