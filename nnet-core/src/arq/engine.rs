@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::config::{ArqConfig, ArqConfigError};
-use super::error::{InputError, SendError};
+use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
 use super::recv_buf::{Arrival, ReceiveBuffer, Received};
 use super::rtt::RttEstimator;
@@ -613,9 +613,14 @@ impl Arq {
 
     /// Sends data segments as NEW with an empty path block and this session token
     /// (PROTOCOL.md section 3), or as PUSH again with `None`. Applies from the next
-    /// flush, retransmissions included.
-    pub fn set_announce(&mut self, token: Option<Token>) {
+    /// flush, retransmissions included. Refused unless the engine keeps room for the
+    /// NEW bytes ([`ArqConfig::announce_room`]), as NEW segments would pass the MTU.
+    pub fn set_announce(&mut self, token: Option<Token>) -> Result<(), NoAnnounceRoom> {
+        if token.is_some() && !self.config.announce_room {
+            return Err(NoAnnounceRoom);
+        }
         self.announce = token;
+        Ok(())
     }
 
     /// The token data segments announce, while in the NEW phase.
@@ -651,6 +656,13 @@ impl Arq {
         };
         self.dead = false;
         true
+    }
+
+    /// Starts both directions' sequence numbers at `sn` (tests of the wrap-around).
+    #[cfg(test)]
+    pub(crate) fn start_sequences_at(&mut self, sn: u32) {
+        self.in_flight.reset(sn);
+        self.received.reset(sn);
     }
 
     /// Segments queued or in flight, not yet acknowledged (`ikcp_waitsnd`).

@@ -46,3 +46,10 @@ pub enum InputError {
         found: u32,
     },
 }
+
+/// [`Arq::set_announce`](super::Arq::set_announce) was called on an engine without
+/// [`ArqConfig::announce_room`](super::ArqConfig::announce_room): its NEW segments would
+/// not fit in the MTU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("NEW segments need ArqConfig::announce_room, or they would pass the MTU")]
+pub struct NoAnnounceRoom;

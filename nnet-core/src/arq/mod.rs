@@ -31,9 +31,11 @@ mod rtt;
 mod send_buf;
 mod seq;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use config::{ArqConfig, ArqConfigError, MAX_FRAGMENTS, MAX_MTU, MIN_MTU, MIN_RECV_WINDOW};
 pub use engine::{Arq, InputReport};
-pub use error::{InputError, SendError};
+pub use error::{InputError, NoAnnounceRoom, SendError};
 pub use rtt::{RTO_INITIAL_MS, RTO_MAX_MS, RTO_MIN_MS, RTO_MIN_NODELAY_MS};
 pub use stats::ArqStats;

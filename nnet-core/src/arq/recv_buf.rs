@@ -49,6 +49,13 @@ impl ReceiveBuffer {
         }
     }
 
+    /// Restarts numbering at `sn`; only while empty.
+    #[cfg(test)]
+    pub(crate) fn reset(&mut self, sn: u32) {
+        debug_assert!(self.is_empty());
+        self.next_sn = sn;
+    }
+
     /// Next sequence number expected in order (`rcv_nxt`).
     pub(crate) fn next_sn(&self) -> u32 {
         self.next_sn

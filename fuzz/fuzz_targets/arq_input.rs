@@ -1,0 +1,93 @@
+//! Arbitrary datagrams, sends and time steps into a pair of ARQ engines: no panic, and
+//! the engine's invariants hold after every step (output within the MTU and valid,
+//! queue within its limit, next deadline within one interval, delivered messages within
+//! what the window can hold).
+
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use nnet_core::arq::{Arq, ArqConfig};
+use nnet_core::wire::Datagram;
+
+const CONV: u32 = 0x0102_0304;
+
+fuzz_target!(|data: &[u8]| {
+    let config = ArqConfig {
+        max_send_queue: 256,
+        announce_room: data.first().is_some_and(|b| b & 2 == 2),
+        max_message_size: 8 * 1024,
+        ..if data.first().is_some_and(|b| b & 1 == 1) {
+            ArqConfig::fast()
+        } else {
+            ArqConfig::default()
+        }
+    };
+    let (Ok(mut engine), Ok(mut peer)) = (Arq::new(CONV, &config), Arq::new(CONV, &config))
+    else {
+        return;
+    };
+    let largest_message = usize::from(config.recv_window) * config.mss();
+    let mut now: u32 = u32::MAX - 5_000;
+    let mut to_engine: Vec<Bytes> = Vec::new();
+    let mut to_peer: Vec<Bytes> = Vec::new();
+    let mut ops = data.iter().skip(1).copied();
+    while let Some(op) = ops.next() {
+        match op % 8 {
+            // A raw datagram, or one forced to the engine's conv.
+            0 | 1 => {
+                let len = usize::from(ops.next().unwrap_or(0));
+                let mut bytes: Vec<u8> = ops.by_ref().take(len).collect();
+                if op % 8 == 1 && bytes.len() >= 4 {
+                    bytes[..4].copy_from_slice(&CONV.to_le_bytes());
+                }
+                let before = engine.waiting_to_send();
+                if engine.input_bytes(now, Bytes::from(bytes)).is_err() {
+                    assert_eq!(engine.waiting_to_send(), before, "refused input changed state");
+                }
+            }
+            2 => {
+                now = now.wrapping_add(u32::from(ops.next().unwrap_or(0)) * 4);
+                engine.update(now);
+                peer.update(now);
+            }
+            3 => {
+                let len = usize::from(ops.next().unwrap_or(0)) * 40;
+                let _ = engine.send(Bytes::from(vec![op; len]));
+                let _ = peer.send(Bytes::from(vec![op; len / 2]));
+            }
+            4 => {
+                while let Some(message) = engine.recv() {
+                    assert!(message.len() <= largest_message);
+                }
+                while peer.recv().is_some() {}
+            }
+            5 => engine.flush(now),
+            6 => {
+                for datagram in to_engine.drain(..) {
+                    engine.input_bytes(now, datagram).expect("peer output is valid");
+                }
+                for datagram in to_peer.drain(..) {
+                    peer.input_bytes(now, datagram).expect("engine output is valid");
+                }
+            }
+            _ => {
+                let token = (op & 0x80 != 0).then_some([op; 8]);
+                let refused = engine.set_announce(token).is_err();
+                assert_eq!(refused, token.is_some() && !config.announce_room);
+            }
+        }
+        while let Some(datagram) = engine.poll_output() {
+            assert!(datagram.len() <= config.mtu, "datagram over the MTU");
+            let parsed = Datagram::parse(datagram.clone()).expect("engine output parses");
+            assert_eq!(parsed.conv(), CONV);
+            to_peer.push(datagram);
+        }
+        while let Some(datagram) = peer.poll_output() {
+            to_engine.push(datagram);
+        }
+        assert!(engine.waiting_to_send() <= config.max_send_queue);
+        let until = engine.check(now).wrapping_sub(now);
+        assert!(until <= config.interval_ms, "deadline beyond one interval");
+    }
+});

@@ -1,0 +1,377 @@
+//! Engine tests through a pair of engines in memory: application errors, the session
+//! layer's settings, and quickcheck properties of delivery under arbitrary loss and
+//! reordering, across the sequence-number and clock wrap.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use quickcheck::{QuickCheck, TestResult};
+
+use super::{Arq, ArqConfig, NoAnnounceRoom, SendError};
+use crate::wire::{Cmd, Datagram};
+
+const CONV: u32 = 7;
+
+/// What the network does to one datagram.
+#[derive(Clone, Copy, Debug)]
+enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+    /// Held back behind this many later datagrams.
+    Delay(u8),
+}
+
+impl quickcheck::Arbitrary for Fate {
+    fn arbitrary(g: &mut quickcheck::Gen) -> Self {
+        match u8::arbitrary(g) % 10 {
+            0..=4 => Fate::Deliver,
+            5 | 6 => Fate::Drop,
+            7 => Fate::Duplicate,
+            _ => Fate::Delay(u8::arbitrary(g) % 8 + 1),
+        }
+    }
+}
+
+/// One direction of the network, applying fates in turn (cycling through them).
+struct Wire {
+    fates: Vec<Fate>,
+    next_fate: usize,
+    delivered: VecDeque<Bytes>,
+    held: Vec<(u8, Bytes)>,
+}
+
+impl Wire {
+    fn new(fates: Vec<Fate>) -> Self {
+        Wire {
+            fates,
+            next_fate: 0,
+            delivered: VecDeque::new(),
+            held: Vec::new(),
+        }
+    }
+
+    fn carry(&mut self, datagram: Bytes) {
+        let fate = match self.fates.is_empty() {
+            true => Fate::Deliver,
+            false => self.fates[self.next_fate % self.fates.len()],
+        };
+        self.next_fate += 1;
+        // Held datagrams come out after the given number of later ones.
+        for (wait, _) in &mut self.held {
+            *wait = wait.saturating_sub(1);
+        }
+        let (due, held): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(w, _)| *w == 0);
+        self.held = held;
+        match fate {
+            Fate::Deliver => self.delivered.push_back(datagram),
+            Fate::Drop => {}
+            Fate::Duplicate => {
+                self.delivered.push_back(datagram.clone());
+                self.delivered.push_back(datagram);
+            }
+            Fate::Delay(n) => self.held.push((n, datagram)),
+        }
+        self.delivered.extend(due.into_iter().map(|(_, d)| d));
+    }
+
+    /// Every few rounds, held datagrams leak out so nothing waits forever.
+    fn release_held(&mut self) {
+        self.delivered.extend(self.held.drain(..).map(|(_, d)| d));
+    }
+}
+
+fn message(index: usize, size: usize) -> Bytes {
+    (0..size)
+        .map(|i| (i.wrapping_mul(31) ^ index) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Sends `sizes` from `a` to `b` over `wire` (after whatever `a` already queued), acks
+/// back over `back`; returns the messages `b` received once it has `expected` of them
+/// and `a` has nothing left unacknowledged, or `None` if that takes over `limit_ms`.
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    a: &mut Arq,
+    b: &mut Arq,
+    sizes: &[usize],
+    expected: usize,
+    mut wire: Wire,
+    mut back: Wire,
+    start_ms: u32,
+    limit_ms: u32,
+) -> Option<Vec<Bytes>> {
+    let mut queued = 0;
+    let mut got = Vec::new();
+    for step in 0..limit_ms / 10 {
+        let now = start_ms.wrapping_add(step * 10);
+        while queued < sizes.len() && a.waiting_to_send() < 64 {
+            a.send(message(queued, sizes[queued])).expect("accepted");
+            queued += 1;
+        }
+        a.update(now);
+        b.update(now);
+        while let Some(d) = a.poll_output() {
+            wire.carry(d);
+        }
+        while let Some(d) = b.poll_output() {
+            back.carry(d);
+        }
+        if step % 50 == 49 {
+            wire.release_held();
+            back.release_held();
+        }
+        while let Some(d) = wire.delivered.pop_front() {
+            b.input_bytes(now, d).expect("valid datagram");
+        }
+        while let Some(d) = back.delivered.pop_front() {
+            a.input_bytes(now, d).expect("valid datagram");
+        }
+        while let Some(m) = b.recv() {
+            got.push(m);
+        }
+        if got.len() >= expected && a.waiting_to_send() == 0 {
+            return Some(got);
+        }
+    }
+    None
+}
+
+fn fast() -> ArqConfig {
+    ArqConfig {
+        dead_link: u32::MAX,
+        ..ArqConfig::fast()
+    }
+}
+
+fn exactly_once_in_order(
+    sizes: Vec<u16>,
+    fates: Vec<Fate>,
+    back_fates: Vec<Fate>,
+    first_sn: u32,
+    start_ms: u32,
+) -> TestResult {
+    // Every fate list must let something through, or nothing can ever arrive.
+    let passes = |f: &Vec<Fate>| f.is_empty() || f.iter().any(|x| !matches!(x, Fate::Drop));
+    if !passes(&fates) || !passes(&back_fates) {
+        return TestResult::discard();
+    }
+    let sizes: Vec<usize> = sizes.iter().map(|s| usize::from(*s) % 5000 + 1).collect();
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    a.start_sequences_at(first_sn);
+    b.start_sequences_at(first_sn);
+    let got = transfer(
+        &mut a,
+        &mut b,
+        &sizes,
+        sizes.len(),
+        Wire::new(fates),
+        Wire::new(back_fates),
+        start_ms,
+        3_600_000,
+    );
+    let Some(got) = got else {
+        return TestResult::error("transfer did not finish");
+    };
+    let expected: Vec<Bytes> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| message(i, *s))
+        .collect();
+    TestResult::from_bool(got == expected)
+}
+
+#[test]
+fn delivery_is_exactly_once_in_order_under_any_loss_and_reordering() {
+    QuickCheck::new().tests(200).quickcheck(
+        exactly_once_in_order as fn(Vec<u16>, Vec<Fate>, Vec<Fate>, u32, u32) -> TestResult,
+    );
+}
+
+#[test]
+fn delivery_survives_the_sequence_and_clock_wrap() {
+    fn near_wrap(sizes: Vec<u16>, fates: Vec<Fate>, before: u16, clock_before: u16) -> TestResult {
+        exactly_once_in_order(
+            sizes,
+            fates,
+            vec![Fate::Deliver, Fate::Drop],
+            u32::MAX - u32::from(before % 200),
+            u32::MAX - u32::from(clock_before),
+        )
+    }
+    QuickCheck::new()
+        .tests(200)
+        .quickcheck(near_wrap as fn(Vec<u16>, Vec<Fate>, u16, u16) -> TestResult);
+}
+
+#[test]
+fn refused_messages_leave_the_engine_usable() {
+    let config = ArqConfig {
+        max_message_size: 3000,
+        max_send_queue: 4,
+        reserve_empty_messages: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    let mut b = Arq::new(CONV, &config).expect("config");
+    assert_eq!(a.send(Bytes::new()), Err(SendError::Empty));
+    assert_eq!(
+        a.send(message(0, 3001)),
+        Err(SendError::TooLarge {
+            size: 3001,
+            max: 3000
+        })
+    );
+    a.send(message(0, 3000)).expect("3 fragments fit");
+    assert_eq!(
+        a.send(message(1, 2000)),
+        Err(SendError::QueueFull {
+            queued: 3,
+            needed: 2,
+            max: 4
+        })
+    );
+    a.send(message(1, 10)).expect("one more fragment fits");
+    let got = transfer(
+        &mut a,
+        &mut b,
+        &[],
+        2,
+        Wire::new(vec![]),
+        Wire::new(vec![]),
+        0,
+        10_000,
+    );
+    assert_eq!(got, Some(vec![message(0, 3000), message(1, 10)]));
+    a.send(message(2, 2000))
+        .expect("room again once acknowledged");
+}
+
+#[test]
+fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
+    let config = ArqConfig {
+        reserve_empty_messages: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    let mut b = Arq::new(CONV, &config).expect("config");
+    a.send_hello();
+    a.send(message(0, 5)).expect("send");
+    let got = transfer(
+        &mut a,
+        &mut b,
+        &[],
+        1,
+        Wire::new(vec![]),
+        Wire::new(vec![]),
+        0,
+        10_000,
+    );
+    assert_eq!(got, Some(vec![message(0, 5)]));
+    assert_eq!(b.stats().data_segments_in, 2, "the hello did travel");
+
+    // Without the rule, empty messages pass through like in ikcp.
+    let mut c = Arq::new(CONV, &fast()).expect("config");
+    let mut d = Arq::new(CONV, &fast()).expect("config");
+    c.send(Bytes::new()).expect("empty allowed by default");
+    let got = transfer(
+        &mut c,
+        &mut d,
+        &[],
+        1,
+        Wire::new(vec![]),
+        Wire::new(vec![]),
+        0,
+        10_000,
+    );
+    assert_eq!(got, Some(vec![Bytes::new()]));
+}
+
+#[test]
+fn announce_sends_data_as_new_first_in_each_datagram() {
+    let config = ArqConfig {
+        announce_room: true,
+        ..fast()
+    };
+    let token = [9u8; 8];
+    let mut client = Arq::new(CONV, &config).expect("config");
+    let mut server = Arq::new(CONV, &fast()).expect("config");
+    // Give the client something to acknowledge so its datagrams also carry ACKs.
+    server.send(message(0, 100)).expect("send");
+    server.update(0);
+    while let Some(d) = server.poll_output() {
+        client.input_bytes(0, d).expect("input");
+    }
+    assert_eq!(server.set_announce(Some(token)), Err(NoAnnounceRoom));
+    client.set_announce(Some(token)).expect("room kept");
+    client.send(message(1, 4000)).expect("send");
+    client.update(0);
+    client.update(10);
+    let mut news = 0;
+    while let Some(d) = client.poll_output() {
+        assert!(d.len() <= config.mtu, "NEW room was kept within the MTU");
+        let datagram = Datagram::parse(d).expect("valid");
+        let first = datagram.segments().next().expect("one segment");
+        assert_eq!(first.header.cmd, Cmd::New, "NEW goes first");
+        for segment in datagram.segments() {
+            if segment.header.cmd == Cmd::New {
+                news += 1;
+                assert_eq!(segment.announce.expect("announce").token, token);
+            }
+            assert_ne!(segment.header.cmd, Cmd::Push);
+        }
+        let report = server
+            .input(10, &datagram)
+            .expect("server takes NEW as data");
+        assert!(report.data_segments > 0);
+    }
+    assert_eq!(news, 3, "4000 bytes in 1348-byte fragments");
+    assert_eq!(server.recv(), Some(message(1, 4000)));
+    client.set_announce(None).expect("always allowed");
+    client.send(message(2, 10)).expect("send");
+    client.update(20);
+    let d = client.poll_output().expect("output");
+    let datagram = Datagram::parse(d).expect("valid");
+    assert!(datagram.segments().all(|s| s.header.cmd != Cmd::New));
+}
+
+#[test]
+fn restart_requeues_everything_under_the_new_conv() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    a.send(message(0, 2000)).expect("send");
+    a.update(0);
+    a.update(10);
+    assert!(a.poll_output().is_some());
+    assert!(a.restart_as(CONV + 1));
+    let mut b = Arq::new(CONV + 1, &fast()).expect("config");
+    let got = transfer(
+        &mut a,
+        &mut b,
+        &[],
+        1,
+        Wire::new(vec![]),
+        Wire::new(vec![]),
+        20,
+        10_000,
+    );
+    assert_eq!(got, Some(vec![message(0, 2000)]));
+    assert!(
+        !a.restart_as(CONV + 2),
+        "refused once the peer acknowledged"
+    );
+}
+
+#[test]
+fn a_datagram_of_another_conv_changes_nothing() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut other = Arq::new(CONV + 1, &fast()).expect("config");
+    other.send(message(0, 10)).expect("send");
+    other.update(0);
+    let d = other.poll_output().expect("output");
+    assert!(a.input_bytes(0, d).is_err());
+    assert!(a.is_idle());
+    assert!(a.input_bytes(0, Bytes::from_static(&[1, 2, 3])).is_err());
+    assert_eq!(a.stats().datagrams_refused, 2);
+}
