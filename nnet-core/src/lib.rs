@@ -15,5 +15,12 @@
 #![warn(missing_docs)]
 
 pub mod arq;
+pub mod client;
+mod clock;
+pub mod config;
+pub mod endpoint;
+pub mod event;
 pub mod gateway;
+mod session;
+pub mod transmit;
 pub mod wire;

@@ -1,0 +1,182 @@
+//! Settings, with documented defaults. Plain data: building one costs nothing, checking
+//! it is [`EndpointConfig::validate`] / [`ClientConfig::validate`].
+
+use std::time::Duration;
+
+use crate::arq::ArqConfig;
+use crate::endpoint::trust::TrustedGateways;
+
+/// Settings of one conversation, the same on both sides.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The KCP engine's settings. The session layer sets `empty_message_hello` itself
+    /// (empty messages are reserved for the NEW hello) and, on a client,
+    /// `announce_room` (every data segment may have to go out as NEW).
+    pub arq: ArqConfig,
+    /// A client PINGs its line after this long without receiving anything. Default 2 s.
+    pub keepalive: Duration,
+    /// A session that receives nothing for this long is closed with
+    /// [`Timeout`](crate::event::CloseReason::Timeout). Default 30 s.
+    pub idle_timeout: Duration,
+    /// How long `close()` waits for sent data to be acknowledged before it sends the FIN
+    /// anyway. Default 5 s.
+    pub linger: Duration,
+    /// FIN transmissions when closing (the first one and its repeats, one per RTO) unless
+    /// the peer answers with its own FIN first. Default 3.
+    pub fin_sends: u8,
+    /// KICK transmissions (one per RTO) before the server frees a kicked session that
+    /// never answered. Default 5.
+    pub kick_sends: u8,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            arq: ArqConfig::default(),
+            keepalive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
+            fin_sends: 3,
+            kick_sends: 5,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Settings for low latency: the KCP engine in fast mode (nodelay 1, interval 10 ms,
+    /// fast resend 2, no congestion window), other settings default.
+    pub fn fast() -> Self {
+        SessionConfig {
+            arq: ArqConfig::fast(),
+            ..SessionConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.arq.validate().map_err(ConfigError::Arq)?;
+        if self.fin_sends == 0 || self.kick_sends == 0 {
+            return Err(ConfigError::Invalid(
+                "fin_sends and kick_sends must be at least 1",
+            ));
+        }
+        if self.keepalive.is_zero() || self.idle_timeout <= self.keepalive {
+            return Err(ConfigError::Invalid(
+                "keepalive must be non-zero and shorter than idle_timeout",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a server [`Endpoint`](crate::endpoint::Endpoint).
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// Settings every session of this endpoint uses.
+    pub session: SessionConfig,
+    /// Sessions held at once; a new one beyond this is refused. Default 1,000,000.
+    pub max_sessions: usize,
+    /// Sessions that have not yet received a second datagram. Default 4096.
+    pub max_unconfirmed: usize,
+    /// How long an unconfirmed session may wait for its second datagram before it is
+    /// freed. Default 10 s (longer than a client's keepalive, so an idle client's PING
+    /// confirms it in time).
+    pub handshake_timeout: Duration,
+    /// New sessions accepted per source IP per second. Default 64.
+    pub max_new_per_source_per_sec: u32,
+    /// FIN(reset) and FIN(collision) answers per second for the whole endpoint.
+    /// Default 1000.
+    pub max_resets_per_sec: u32,
+    /// Shortest gap between two resets to one source. Default 100 ms.
+    pub reset_interval_per_source: Duration,
+    /// Capacity of each table keyed by source address (rate limits). Default 16384.
+    pub source_table_capacity: usize,
+    /// Accept plain KCP clients (a PUSH with sn = 0 and una = 0 for an unknown conv
+    /// starts a session bound to its source). Default `true`.
+    pub accept_plain_kcp: bool,
+    /// Sources whose filled path blocks are believed. Default: none.
+    pub trusted_gateways: TrustedGateways,
+    /// Seed of the endpoint's keyed hashing; give each endpoint a random one in
+    /// production (the adapters do). Default 0.
+    pub seed: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            session: SessionConfig::default(),
+            max_sessions: 1_000_000,
+            max_unconfirmed: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            max_new_per_source_per_sec: 64,
+            max_resets_per_sec: 1000,
+            reset_interval_per_source: Duration::from_millis(100),
+            source_table_capacity: 16384,
+            accept_plain_kcp: true,
+            trusted_gateways: TrustedGateways::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// Checks the settings; [`Endpoint::new`](crate::endpoint::Endpoint::new) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.session.validate()?;
+        if self.max_sessions == 0 || self.max_unconfirmed == 0 {
+            return Err(ConfigError::Invalid(
+                "max_sessions and max_unconfirmed must be at least 1",
+            ));
+        }
+        if self.max_sessions > u32::MAX as usize / 2 {
+            return Err(ConfigError::Invalid("max_sessions must be below 2^31"));
+        }
+        if self.source_table_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "source_table_capacity must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a client [`Connection`](crate::client::Connection).
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Settings of the session.
+    pub session: SessionConfig,
+    /// How many times a conv collision (FIN collision) is retried with a fresh conv
+    /// before the connection gives up with
+    /// [`Collision`](crate::event::CloseReason::Collision). Default 3.
+    pub max_collision_retries: u8,
+    /// Seed of the connection's random choices (conv, session token). The adapters draw
+    /// it from the operating system; a fixed seed makes a run repeatable.
+    pub seed: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            session: SessionConfig::default(),
+            max_collision_retries: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks the settings; [`Connection::new`](crate::client::Connection::connect) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.session.validate()
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The KCP engine refused its settings.
+    #[error("KCP engine settings: {0}")]
+    Arq(crate::arq::ArqConfigError),
+    /// A session or endpoint setting is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(&'static str),
+}

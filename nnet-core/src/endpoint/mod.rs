@@ -1,0 +1,466 @@
+//! The server endpoint: every session of one UDP socket (PROTOCOL.md sections 3-5, 8).
+//!
+//! One [`Endpoint`] demultiplexes datagrams by conv (never by address, so a session
+//! survives its client's line switches), starts sessions within the limits, answers
+//! PING with PONG and stale traffic with rate-limited FIN(reset), and runs every
+//! session's timers from one heap. It is sans-IO: the adapter feeds
+//! [`handle_datagram`](Endpoint::handle_datagram) and
+//! [`handle_timeout`](Endpoint::handle_timeout), and drains
+//! [`poll_transmit`](Endpoint::poll_transmit), [`poll_event`](Endpoint::poll_event)
+//! and [`poll_timeout`](Endpoint::poll_timeout).
+//!
+//! ```
+//! use std::time::Instant;
+//! use nnet_core::config::EndpointConfig;
+//! use nnet_core::endpoint::Endpoint;
+//!
+//! let now = Instant::now();
+//! let mut server = Endpoint::new(EndpointConfig::default(), now).unwrap();
+//! // The adapter's loop: feed datagrams and timeouts, then drain the outputs.
+//! while let Some(transmit) = server.poll_transmit() {
+//!     let _ = (transmit.to, transmit.payload); // socket.send_to(..)
+//! }
+//! while let Some(event) = server.poll_event() {
+//!     let _ = event; // hand to the application
+//! }
+//! let _next_wakeup = server.poll_timeout();
+//! ```
+
+mod conv_map;
+mod entry;
+mod limits;
+mod receive;
+mod stats;
+mod timers;
+pub mod trust;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::arq::ArqConfig;
+use crate::clock::Clock;
+use crate::config::{ConfigError, EndpointConfig};
+use crate::event::{CloseReason, ConnId, ServerEvent};
+use crate::session::SessionError;
+use crate::transmit::Transmit;
+use conv_map::{ConvHashBuilder, ConvMap};
+use entry::Entry;
+use limits::{GlobalRate, PerKeyInterval, PerKeyRate};
+use timers::Timers;
+
+pub use stats::{DropCounts, EndpointStats, SessionStats};
+
+/// Answers (PONG, FIN) waiting to be sent, at most.
+const MAX_RESPONSES: usize = 4096;
+
+/// An application command named a session the endpoint does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The session ended (its `Closed` event was or will be reported) or never existed.
+    #[error("no such session (it has closed)")]
+    UnknownConn,
+    /// The session refused the command.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// One slab slot: the generation tells a freed session's handle from a later one's.
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Box<Entry>>,
+}
+
+/// A server: all sessions of one socket. See the [module docs](self).
+///
+/// Costs: O(1) per datagram (conv lookup in a keyed hash map), O(log n) per timer;
+/// an idle session holds no timer but its idle timeout, and only its fixed state.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    arq_config: ArqConfig,
+    clock: Clock,
+    /// The latest `now` handed in: the time of commands that take none (`send`).
+    now: Instant,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    by_conv: ConvMap,
+    timers: Timers,
+    transmit_ready: VecDeque<ConnId>,
+    readable: VecDeque<ConnId>,
+    responses: VecDeque<Transmit>,
+    events: VecDeque<ServerEvent>,
+    unconfirmed: usize,
+    new_per_source: PerKeyRate<IpAddr>,
+    answers_per_source: PerKeyInterval<SocketAddr>,
+    answers_global: GlobalRate,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A server endpoint with no sessions, its clock starting at `now`.
+    pub fn new(config: EndpointConfig, now: Instant) -> Result<Endpoint, ConfigError> {
+        config.validate()?;
+        let arq_config = ArqConfig {
+            reserve_empty_messages: true,
+            announce_room: false,
+            ..config.session.arq.clone()
+        };
+        Ok(Endpoint {
+            arq_config,
+            clock: Clock::new(now),
+            now,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_conv: ConvMap::with_hasher(ConvHashBuilder::new(config.seed)),
+            timers: Timers::new(),
+            transmit_ready: VecDeque::new(),
+            readable: VecDeque::new(),
+            responses: VecDeque::new(),
+            events: VecDeque::new(),
+            unconfirmed: 0,
+            new_per_source: PerKeyRate::with_seed(
+                config.max_new_per_source_per_sec,
+                config.source_table_capacity,
+                config.seed,
+            ),
+            answers_per_source: PerKeyInterval::with_seed(
+                config.reset_interval_per_source,
+                config.source_table_capacity,
+                config.seed ^ 1,
+            ),
+            answers_global: GlobalRate::new(config.max_resets_per_sec),
+            stats: EndpointStats::default(),
+            config,
+        })
+    }
+
+    /// The settings the endpoint runs with.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.by_conv.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.by_conv.is_empty()
+    }
+
+    /// Sessions that have not yet received a second datagram.
+    pub fn unconfirmed(&self) -> usize {
+        self.unconfirmed
+    }
+
+    /// Counters since the endpoint started.
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Entries in the per-source rate-limit tables (each bounded by
+    /// `source_table_capacity`).
+    pub fn rate_table_sizes(&self) -> (usize, usize) {
+        (self.new_per_source.len(), self.answers_per_source.len())
+    }
+
+    /// Takes in one datagram that arrived from `from`. Never fails: what is malformed,
+    /// stale or over a limit is counted in [`stats`](Self::stats) and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: Bytes) {
+        self.stats.datagrams_in += 1;
+        self.advance_to(now);
+        self.receive(now, from, payload);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_to(now);
+        let now_ms = self.clock.ms(now);
+        while let Some(slot) = self.timers.pop_expired(now) {
+            let handshake_timeout = self.config.handshake_timeout;
+            let Some(entry) = entry_in(&mut self.slots, slot) else {
+                continue;
+            };
+            if !entry.confirmed && now >= entry.created + handshake_timeout {
+                entry.session.close_now(CloseReason::HandshakeTimeout);
+            } else {
+                entry
+                    .session
+                    .handle_timeout(now, now_ms, &self.config.session);
+            }
+            self.after_activity(slot);
+        }
+    }
+
+    /// The next datagram to send: answers first, then sessions' output.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(response) = self.responses.pop_front() {
+            self.stats.datagrams_out += 1;
+            return Some(response);
+        }
+        while let Some(conn) = self.transmit_ready.pop_front() {
+            let Some(entry) = self.entry_of_mut(conn) else {
+                continue;
+            };
+            match entry.session.poll_transmit() {
+                Some(payload) => {
+                    entry.stats.datagrams_out += 1;
+                    let to = entry.remote;
+                    if entry.session.has_transmit() {
+                        self.transmit_ready.push_front(conn);
+                    } else {
+                        entry.transmit_queued = false;
+                    }
+                    self.stats.datagrams_out += 1;
+                    return Some(Transmit { to, payload });
+                }
+                None => entry.transmit_queued = false,
+            }
+        }
+        None
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next run. O(1) amortized.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// The next event for the application. Messages are taken from the sessions only
+    /// here, so a slow application closes the KCP window instead of filling memory.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        while let Some(conn) = self.readable.pop_front() {
+            let Some(entry) = self.entry_of_mut(conn) else {
+                continue;
+            };
+            let Some(data) = entry.session.recv() else {
+                entry.readable_queued = false;
+                continue;
+            };
+            if entry.session.arq().peek_size().is_some() {
+                self.readable.push_front(conn);
+            } else {
+                entry.readable_queued = false;
+            }
+            // Reading may reopen the window (a WINS to send): reschedule.
+            let slot = conn.slot;
+            self.schedule(slot);
+            return Some(ServerEvent::Message { conn, data });
+        }
+        None
+    }
+
+    /// Queues a message to the session's client.
+    pub fn send(&mut self, conn: ConnId, message: Bytes) -> Result<(), EndpointError> {
+        let entry = self.entry_of_mut(conn).ok_or(EndpointError::UnknownConn)?;
+        entry.session.send(message)?;
+        self.schedule(conn.slot);
+        Ok(())
+    }
+
+    /// Closes the session gracefully: what was sent is flushed, then FIN. A `Closed`
+    /// event follows.
+    pub fn close(&mut self, conn: ConnId, now: Instant) -> Result<(), EndpointError> {
+        self.advance_to(now);
+        let now_ms = self.clock.ms(now);
+        let session_config = self.config.session.clone();
+        let entry = self.entry_of_mut(conn).ok_or(EndpointError::UnknownConn)?;
+        entry.session.close(now, now_ms, &session_config);
+        self.after_activity(conn.slot);
+        Ok(())
+    }
+
+    /// Removes the session: KICK(`reason`) is sent and repeated every RTO until the
+    /// client answers FIN (at most `kick_sends` times). `Closed(Kicked(reason))` follows.
+    pub fn kick(&mut self, conn: ConnId, reason: u32, now: Instant) -> Result<(), EndpointError> {
+        self.advance_to(now);
+        let session_config = self.config.session.clone();
+        let entry = self.entry_of_mut(conn).ok_or(EndpointError::UnknownConn)?;
+        entry.session.kick(now, reason, &session_config);
+        self.after_activity(conn.slot);
+        Ok(())
+    }
+
+    /// Where the session's datagrams come from now (a gateway, a proxy or the client).
+    pub fn remote(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.entry_of(conn).map(|e| e.remote)
+    }
+
+    /// The client's real address: from a trusted gateway's path block, else the remote.
+    pub fn real_ip(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.entry_of(conn).map(|e| e.real_ip)
+    }
+
+    /// The session's conv.
+    pub fn conv(&self, conn: ConnId) -> Option<u32> {
+        self.entry_of(conn).map(|e| e.conv)
+    }
+
+    /// The session's counters.
+    pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
+        self.entry_of(conn).map(|e| SessionStats {
+            srtt_ms: e.session.arq().srtt_ms(),
+            rto_ms: e.session.arq().rto_ms(),
+            arq: *e.session.arq().stats(),
+            ..e.stats
+        })
+    }
+
+    /// The session of `conv`, if live.
+    pub fn find(&self, conv: u32) -> Option<ConnId> {
+        let slot = *self.by_conv.get(&conv)?;
+        Some(ConnId {
+            slot,
+            generation: self.slots.get(slot as usize)?.generation,
+        })
+    }
+
+    /// Moves the endpoint's notion of the present forward (never back).
+    fn advance_to(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn entry_of(&self, conn: ConnId) -> Option<&Entry> {
+        let slot = self.slots.get(conn.slot as usize)?;
+        (slot.generation == conn.generation)
+            .then_some(slot.entry.as_deref())
+            .flatten()
+    }
+
+    fn entry_of_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut(conn.slot as usize)?;
+        (slot.generation == conn.generation)
+            .then_some(slot.entry.as_deref_mut())
+            .flatten()
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+        entry_in(&mut self.slots, slot)
+    }
+
+    fn conn_id(&self, slot: u32) -> ConnId {
+        ConnId {
+            slot,
+            generation: self.slots.get(slot as usize).map_or(0, |s| s.generation),
+        }
+    }
+
+    /// Stores a new session; returns its slot.
+    fn insert(&mut self, entry: Entry) -> u32 {
+        let conv = entry.conv;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[slot as usize].entry = Some(Box::new(entry));
+        self.by_conv.insert(conv, slot);
+        self.unconfirmed += 1;
+        self.stats.sessions_accepted += 1;
+        slot
+    }
+
+    /// After anything happened to a session: queue its output and messages, report and
+    /// free it if it closed, else set its timer.
+    fn after_activity(&mut self, slot: u32) {
+        let conn = self.conn_id(slot);
+        let Some(entry) = self.entry_mut(slot) else {
+            return;
+        };
+        if let Some(reason) = entry.session.closed() {
+            self.free(slot, reason);
+            return;
+        }
+        let queue_transmit = entry.session.has_transmit() && !entry.transmit_queued;
+        entry.transmit_queued |= queue_transmit;
+        let queue_readable = entry.session.arq().peek_size().is_some() && !entry.readable_queued;
+        entry.readable_queued |= queue_readable;
+        if queue_transmit {
+            self.transmit_ready.push_back(conn);
+        }
+        if queue_readable {
+            self.readable.push_back(conn);
+        }
+        self.schedule(slot);
+    }
+
+    /// Sets the session's timer to its next deadline.
+    fn schedule(&mut self, slot: u32) {
+        let handshake_timeout = self.config.handshake_timeout;
+        let Some(slot_ref) = self.slots.get(slot as usize) else {
+            return;
+        };
+        let Some(entry) = slot_ref.entry.as_deref() else {
+            return;
+        };
+        let now = self.now;
+        let now_ms = self.clock.ms(now);
+        let mut deadline = entry.session.deadline(now, now_ms, &self.config.session);
+        if !entry.confirmed {
+            let handshake = entry.created + handshake_timeout;
+            deadline = Some(deadline.map_or(handshake, |d| d.min(handshake)));
+        }
+        match deadline {
+            Some(at) => self.timers.set(slot, at),
+            None => self.timers.cancel(slot),
+        }
+    }
+
+    /// Reports the session's last messages and its close, sends its last control
+    /// datagrams, and frees it.
+    fn free(&mut self, slot: u32, reason: CloseReason) {
+        let conn = self.conn_id(slot);
+        let Some(mut entry) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.entry.take())
+        else {
+            return;
+        };
+        while let Some(data) = entry.session.recv() {
+            self.events.push_back(ServerEvent::Message { conn, data });
+        }
+        while let Some(payload) = entry.session.poll_transmit() {
+            self.push_response(Transmit {
+                to: entry.remote,
+                payload,
+            });
+        }
+        self.events.push_back(ServerEvent::Closed { conn, reason });
+        self.by_conv.remove(&entry.conv);
+        if !entry.confirmed {
+            self.unconfirmed -= 1;
+        }
+        self.timers.cancel(slot);
+        if let Some(slot_ref) = self.slots.get_mut(slot as usize) {
+            slot_ref.generation = slot_ref.generation.wrapping_add(1);
+        }
+        self.free_slots.push(slot);
+        self.stats.sessions_closed += 1;
+        debug!(conv = entry.conv, ?reason, "session closed");
+    }
+
+    /// Queues an answer, unless the queue is full.
+    fn push_response(&mut self, transmit: Transmit) {
+        if self.responses.len() >= MAX_RESPONSES {
+            self.stats.drops.response_queue_full += 1;
+        } else {
+            self.responses.push_back(transmit);
+        }
+    }
+}
+
+/// The entry in `slot`, borrowing only the slab (so other fields stay usable).
+fn entry_in(slots: &mut [Slot], slot: u32) -> Option<&mut Entry> {
+    slots.get_mut(slot as usize)?.entry.as_deref_mut()
+}

@@ -1,0 +1,262 @@
+//! An in-memory network for endpoint and client tests: one server `Endpoint`, clients,
+//! an optional gateway, fixed latency, and a clock stepped in explicit `Instant`s (no
+//! sleeps). Every datagram and event is logged for the assertions.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nnet_core::client::Connection;
+use nnet_core::config::{ClientConfig, EndpointConfig};
+use nnet_core::endpoint::Endpoint;
+use nnet_core::event::{ClientEvent, ServerEvent};
+use nnet_core::gateway::fill_path_block;
+
+pub const SERVER: &str = "10.0.0.1:7000";
+pub const GATEWAY: &str = "10.0.0.9:7000";
+/// Where the gateway's upstream traffic comes from (the port is the client's index).
+pub const GATEWAY_UPSTREAM_IP: &str = "10.0.0.9";
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+/// A datagram on the wire.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub at: Instant,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub payload: Bytes,
+}
+
+pub struct Client {
+    /// The client's own address.
+    pub addr: SocketAddr,
+    pub conn: Connection,
+    pub events: Vec<ClientEvent>,
+    /// Drop everything this client sends (and receives) while set.
+    pub cut: bool,
+}
+
+pub struct Net {
+    pub start: Instant,
+    pub now: Instant,
+    pub latency: Duration,
+    pub server: Endpoint,
+    pub server_events: Vec<ServerEvent>,
+    pub clients: Vec<Client>,
+    pub in_flight: Vec<Packet>,
+    /// Every datagram the server sent, with what it answered (for size checks).
+    pub server_sent: Vec<Packet>,
+    /// Datagrams to the server from addresses that are not clients (injected).
+    pub injected_replies: Vec<Packet>,
+}
+
+impl Net {
+    pub fn new(config: EndpointConfig) -> Net {
+        let start = Instant::now();
+        Net {
+            start,
+            now: start,
+            latency: Duration::from_millis(20),
+            server: Endpoint::new(config, start).expect("valid endpoint config"),
+            server_events: Vec::new(),
+            clients: Vec::new(),
+            in_flight: Vec::new(),
+            server_sent: Vec::new(),
+            injected_replies: Vec::new(),
+        }
+    }
+
+    /// Adds a client at `client_addr` connecting to `remote` (the server or the
+    /// gateway); returns its index.
+    pub fn connect(&mut self, client_addr: &str, remote: &str, config: ClientConfig) -> usize {
+        let conn = Connection::connect(config, addr(remote), self.now).expect("client config");
+        self.clients.push(Client {
+            addr: addr(client_addr),
+            conn,
+            events: Vec::new(),
+            cut: false,
+        });
+        self.clients.len() - 1
+    }
+
+    /// Replaces the server by a new endpoint: a restart with all state lost.
+    pub fn restart_server(&mut self, config: EndpointConfig) {
+        self.server = Endpoint::new(config, self.now).expect("valid endpoint config");
+    }
+
+    /// Sends a raw datagram to the server from `from` (arrives after the latency).
+    pub fn inject(&mut self, from: SocketAddr, payload: Bytes) {
+        self.in_flight.push(Packet {
+            at: self.now + self.latency,
+            from,
+            to: addr(SERVER),
+            payload,
+        });
+    }
+
+    fn gateway_upstream(&self, client: usize) -> SocketAddr {
+        SocketAddr::new(
+            GATEWAY_UPSTREAM_IP.parse().expect("ip"),
+            20_000 + client as u16,
+        )
+    }
+
+    /// Runs the network for `duration` in 1 ms steps.
+    pub fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.step();
+            self.now += Duration::from_millis(1);
+        }
+    }
+
+    /// Runs until `done` holds (checked every ms) or `limit` passes; returns whether it
+    /// held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            self.step();
+            if done(self) {
+                return true;
+            }
+            self.now += Duration::from_millis(1);
+        }
+        false
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<Packet>, Vec<Packet>) =
+            self.in_flight.drain(..).partition(|p| p.at <= now);
+        self.in_flight = later;
+        for packet in due {
+            self.deliver(packet);
+        }
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        for client in &mut self.clients {
+            if client.conn.poll_timeout().is_some_and(|t| t <= now) {
+                client.conn.handle_timeout(now);
+            }
+        }
+        self.flush_outputs();
+    }
+
+    fn deliver(&mut self, packet: Packet) {
+        let now = self.now;
+        let server = addr(SERVER);
+        let gateway = addr(GATEWAY);
+        if packet.to == server {
+            self.server
+                .handle_datagram(now, packet.from, packet.payload);
+        } else if packet.to == gateway {
+            // Client -> gateway: forward upstream with the path block filled.
+            if let Some(index) = self.clients.iter().position(|c| c.addr == packet.from) {
+                let upstream = self.gateway_upstream(index);
+                let payload = fill_path_block(packet.payload, packet.from);
+                self.server.handle_datagram(now, upstream, payload);
+            }
+        } else if let Some(index) =
+            (0..self.clients.len()).find(|&i| self.gateway_upstream(i) == packet.to)
+        {
+            // Server -> gateway upstream port: back to that client, from the gateway.
+            let client = &mut self.clients[index];
+            if !client.cut {
+                client.conn.handle_datagram(now, gateway, packet.payload);
+            }
+        } else if let Some(client) = self.clients.iter_mut().find(|c| c.addr == packet.to) {
+            if !client.cut {
+                client
+                    .conn
+                    .handle_datagram(now, packet.from, packet.payload);
+            }
+        } else {
+            self.injected_replies.push(packet);
+        }
+    }
+
+    fn flush_outputs(&mut self) {
+        let at = self.now + self.latency;
+        let server = addr(SERVER);
+        while let Some(transmit) = self.server.poll_transmit() {
+            let packet = Packet {
+                at,
+                from: server,
+                to: transmit.to,
+                payload: transmit.payload,
+            };
+            self.server_sent.push(packet.clone());
+            self.in_flight.push(packet);
+        }
+        while let Some(event) = self.server.poll_event() {
+            self.server_events.push(event);
+        }
+        for client in &mut self.clients {
+            while let Some(transmit) = client.conn.poll_transmit() {
+                if !client.cut {
+                    self.in_flight.push(Packet {
+                        at,
+                        from: client.addr,
+                        to: transmit.to,
+                        payload: transmit.payload,
+                    });
+                }
+            }
+            while let Some(event) = client.conn.poll_event() {
+                client.events.push(event);
+            }
+        }
+    }
+
+    /// Messages the server received, in order, from any session.
+    pub fn server_messages(&self) -> Vec<Bytes> {
+        self.server_events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Message { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Messages client `index` received.
+    pub fn client_messages(&self, index: usize) -> Vec<Bytes> {
+        self.clients[index]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Message(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Close events of client `index`.
+    pub fn client_closes(&self, index: usize) -> Vec<nnet_core::event::CloseReason> {
+        self.clients[index]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Closed(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Close events of the server's sessions.
+    pub fn server_closes(&self) -> Vec<nnet_core::event::CloseReason> {
+        self.server_events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Closed { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
