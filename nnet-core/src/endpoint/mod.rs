@@ -193,6 +193,10 @@ impl Endpoint {
                 entry
                     .session
                     .handle_timeout(now, now_ms, &self.config.session);
+                if entry.session.arq().is_idle() {
+                    // Quiet since the last flush: give the buffers back.
+                    entry.session.arq_mut().release_idle_buffers();
+                }
             }
             self.after_activity(slot);
         }
