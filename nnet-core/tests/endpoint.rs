@@ -552,3 +552,80 @@ fn a_plain_kcp_client_is_accepted_and_served() {
     ));
     assert_eq!(got, vec![b"plain answer".to_vec()]);
 }
+
+#[test]
+fn a_server_idle_timeout_reaches_the_client_as_fin_timeout() {
+    let mut net = Net::new(server_config());
+    let c = net.connect("192.0.2.10:5000", SERVER, client_config(15));
+    net.clients[c].conn.send(msg("confirming")).expect("send");
+    assert!(net.run_until(Duration::from_secs(2), |n| n.server_messages().len() == 1));
+    // The client still hears the server but nothing it sends arrives.
+    net.clients[c].mute = true;
+    let idle = SessionConfig::fast().idle_timeout;
+    assert!(net.run_until(idle + Duration::from_secs(2), |n| !n
+        .client_closes(c)
+        .is_empty()));
+    assert_eq!(net.server_closes(), vec![CloseReason::Timeout]);
+    assert_eq!(net.client_closes(c), vec![CloseReason::Timeout]);
+}
+
+#[test]
+fn a_client_sending_into_the_void_ends_with_dead_link() {
+    let mut net = Net::new(server_config());
+    let mut config = client_config(16);
+    config.session.arq.dead_link = 5;
+    let c = net.connect("192.0.2.10:5000", SERVER, config);
+    assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+    net.clients[c].cut = true;
+    net.clients[c].conn.send(msg("lost")).expect("send");
+    assert!(net.run_until(Duration::from_secs(20), |n| !n.client_closes(c).is_empty()));
+    assert_eq!(net.client_closes(c), vec![CloseReason::DeadLink]);
+}
+
+#[test]
+fn a_client_that_hears_nothing_times_out() {
+    let mut net = Net::new(server_config());
+    let c = net.connect("192.0.2.10:5000", SERVER, client_config(17));
+    assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+    // Only keepalive PINGs go out (nothing to retransmit), and no PONG comes back.
+    net.clients[c].cut = true;
+    let idle = SessionConfig::fast().idle_timeout;
+    assert!(net.run_until(idle + Duration::from_secs(2), |n| !n
+        .client_closes(c)
+        .is_empty()));
+    assert_eq!(net.client_closes(c), vec![CloseReason::Timeout]);
+}
+
+#[test]
+fn every_fin_reason_ends_the_client_with_its_close_reason() {
+    for (reason, expected) in [
+        (FinReason::Normal, CloseReason::PeerClosed),
+        (FinReason::Reset, CloseReason::Reset),
+        (FinReason::Kicked, CloseReason::Kicked(0)),
+        (FinReason::Timeout, CloseReason::Timeout),
+        (FinReason::Other(9), CloseReason::PeerClosed),
+    ] {
+        let mut net = Net::new(server_config());
+        let c = net.connect("192.0.2.10:5000", SERVER, client_config(18));
+        assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+        let conv = net.clients[c].conn.conv();
+        // A FIN from anywhere but the current line is not believed.
+        let now = net.now;
+        net.clients[c]
+            .conn
+            .handle_datagram(now, addr("203.0.113.99:1"), wire::fin(conv, reason));
+        net.run(Duration::from_millis(10));
+        assert!(
+            net.client_closes(c).is_empty(),
+            "{reason}: FIN from a stranger"
+        );
+        net.clients[c]
+            .conn
+            .handle_datagram(now, addr(SERVER), wire::fin(conv, reason));
+        net.run(Duration::from_millis(100));
+        assert_eq!(net.client_closes(c), vec![expected], "{reason}");
+        // Normal, kicked and timeout are answered once; reset is not.
+        let answered = !matches!(reason, FinReason::Reset);
+        assert_eq!(net.server_closes().len(), usize::from(answered), "{reason}");
+    }
+}

@@ -39,6 +39,8 @@ pub struct Client {
     pub events: Vec<ClientEvent>,
     /// Drop everything this client sends (and receives) while set.
     pub cut: bool,
+    /// Drop only what this client sends while set.
+    pub mute: bool,
 }
 
 pub struct Net {
@@ -80,6 +82,7 @@ impl Net {
             conn,
             events: Vec::new(),
             cut: false,
+            mute: false,
         });
         self.clients.len() - 1
     }
@@ -199,7 +202,7 @@ impl Net {
         }
         for client in &mut self.clients {
             while let Some(transmit) = client.conn.poll_transmit() {
-                if !client.cut {
+                if !client.cut && !client.mute {
                     self.in_flight.push(Packet {
                         at,
                         from: client.addr,
