@@ -179,6 +179,12 @@ impl Connection {
             debug!(conv = self.conv(), "connected");
             self.events
                 .push_back(ClientEvent::Connected { conv: self.conv() });
+            // The server confirms a session on its second datagram (PROTOCOL.md
+            // section 8); a client with nothing to send yet confirms with a PING now
+            // rather than at its first keepalive.
+            if self.session.arq().waiting_to_send() == 0 {
+                self.queue_ping(now);
+            }
         }
     }
 
@@ -207,12 +213,17 @@ impl Connection {
         self.session
             .handle_timeout(now, now_ms, &self.config.session);
         if self.session.is_open() && now >= self.keepalive_at() {
-            let ping = wire::ping(self.conv(), now_ms, self.next_probe_id);
-            self.next_probe_id = self.next_probe_id.wrapping_add(1);
-            self.control.push_back(ping);
-            self.last_ping = Some(now);
+            self.queue_ping(now);
         }
         self.after_activity();
+    }
+
+    /// Queues a PING on the current line (keepalive, or confirmation).
+    fn queue_ping(&mut self, now: Instant) {
+        let ping = wire::ping(self.conv(), self.clock.ms(now), self.next_probe_id);
+        self.next_probe_id = self.next_probe_id.wrapping_add(1);
+        self.control.push_back(ping);
+        self.last_ping = Some(now);
     }
 
     /// When the next keepalive PING is due: `keepalive` after the later of the last

@@ -629,3 +629,46 @@ fn every_fin_reason_ends_the_client_with_its_close_reason() {
         assert_eq!(net.server_closes().len(), usize::from(answered), "{reason}");
     }
 }
+
+#[test]
+fn an_idle_client_confirms_its_session_right_after_connecting() {
+    let config = EndpointConfig {
+        handshake_timeout: Duration::from_secs(1),
+        ..server_config()
+    };
+    let mut net = Net::new(config);
+    let c = net.connect("192.0.2.10:5000", SERVER, client_config(19));
+    assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+    net.run(Duration::from_millis(100));
+    assert_eq!(
+        net.server.unconfirmed(),
+        0,
+        "confirmed by the client's PING"
+    );
+    net.run(Duration::from_secs(3));
+    assert!(net.server_closes().is_empty(), "no handshake timeout");
+}
+
+#[test]
+fn a_fin_from_a_line_the_client_left_is_not_believed() {
+    let mut net = Net::new(server_config());
+    let extra = new_extra(PathBlock::Empty, [6; 8]);
+    let (line_a, line_b) = (addr("203.0.113.1:1000"), addr("203.0.113.2:2000"));
+    net.inject(
+        line_a,
+        segment(header(99, Cmd::New, 0, 0, 1000), &extra, b"one"),
+    );
+    net.run(Duration::from_millis(50));
+    net.inject(
+        line_b,
+        segment(header(99, Cmd::New, 1, 0, 1500), &extra, b"two"),
+    );
+    net.run(Duration::from_millis(50));
+    // A late NEW from line A with a FIN bundled: its data counts, its FIN does not.
+    let mut late = BytesMut::from(&segment(header(99, Cmd::New, 2, 0, 1200), &extra, b"three")[..]);
+    late.extend_from_slice(&wire::fin(99, FinReason::Normal));
+    net.inject(line_a, late.freeze());
+    net.run(Duration::from_millis(50));
+    assert!(net.server_closes().is_empty());
+    assert_eq!(net.server_messages().len(), 3);
+}

@@ -142,7 +142,7 @@ impl Endpoint {
             real_ip,
             plain_kcp,
         });
-        self.deliver(now, slot, datagram);
+        self.deliver(now, from, slot, datagram);
     }
 
     /// Section 3 (NEW rows for a known conv), rebinding, and the session's own traffic.
@@ -208,7 +208,7 @@ impl Endpoint {
                 cause,
             });
         }
-        self.deliver(now, slot, datagram);
+        self.deliver(now, from, slot, datagram);
     }
 
     /// FIN(collision) to a NEW sn = 0 with another token (rate-limited like resets).
@@ -224,16 +224,19 @@ impl Endpoint {
 
     /// Hands a datagram the session accepted to it: data and ACKs to the engine, FIN
     /// to the session, freshness of the remote, confirmation.
-    fn deliver(&mut self, now: Instant, slot: u32, datagram: &Datagram) {
+    fn deliver(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let now_ms = self.clock.ms(now);
         let Some(entry) = entry_in(&mut self.slots, slot) else {
             return;
         };
+        // Only the current remote may end the session (a late datagram from a line
+        // the client has left is taken as data, nothing more).
+        let from_remote = entry.remote == from;
         let mut fin = None;
         let mut unexpected = false;
         for segment in datagram.segments() {
             match segment.header.cmd {
-                Cmd::Fin => fin = segment.fin_reason(),
+                Cmd::Fin if from_remote => fin = segment.fin_reason(),
                 Cmd::Kick | Cmd::Pong => unexpected = true,
                 _ => {}
             }
