@@ -21,6 +21,7 @@ pub mod config;
 pub mod endpoint;
 pub mod event;
 pub mod gateway;
+pub mod line;
 mod session;
 pub mod transmit;
 pub mod wire;
