@@ -1,15 +1,13 @@
 //! The KCP engine: one conversation's send and receive state.
 
-use std::collections::VecDeque;
-
 use bytes::{Bytes, BytesMut};
 
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
-use super::recv_buf::{Arrival, ReceiveBuffer, Received};
+use super::recv_buf::{Arrival, ReceiveBuffer};
 use super::rtt::RttEstimator;
-use super::send_buf::{InFlight, SendBuffer};
+use super::send_buf::SendBuffer;
 use super::seq::diff;
 use super::stats::ArqStats;
 use crate::wire::{Cmd, Datagram, Header, Token, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
@@ -46,13 +44,6 @@ impl InputReport {
     }
 }
 
-/// A fragment waiting in the send queue for room in the send window.
-#[derive(Clone, Debug)]
-struct Queued {
-    frg: u8,
-    data: Bytes,
-}
-
 /// The congestion window state (`cwnd`, `ssthresh`, `incr` of the reference).
 #[derive(Clone, Copy, Debug)]
 struct Congestion {
@@ -78,13 +69,15 @@ pub struct Arq {
     conv: u32,
     config: ArqConfig,
     mss: usize,
+    /// Largest message `send` queues as one fragment on its fast path (0 in stream mode).
+    single_fragment_max: usize,
 
     current: u32,
     updated: bool,
     next_flush: u32,
 
-    queue: VecDeque<Queued>,
-    in_flight: SendBuffer,
+    /// Queued and in-flight segments.
+    sending: SendBuffer,
     remote_window: u32,
     congestion: Congestion,
     rtt: RttEstimator,
@@ -109,11 +102,15 @@ impl Arq {
             conv,
             config: config.clone(),
             mss: config.mss(),
+            single_fragment_max: if config.stream {
+                0
+            } else {
+                config.mss().min(config.max_message_size)
+            },
             current: 0,
             updated: false,
             next_flush: 0,
-            queue: VecDeque::new(),
-            in_flight: SendBuffer::default(),
+            sending: SendBuffer::default(),
             remote_window: INITIAL_REMOTE_WINDOW,
             congestion: Congestion {
                 cwnd: 0,
@@ -146,7 +143,27 @@ impl Arq {
     /// Queues a message. It is cut into fragments of at most `mss` bytes that share the
     /// message's buffer (no copy). Refused, with the engine unchanged, when empty (under
     /// the empty-message rule), too large, or over the send-queue limit.
+    #[inline]
     pub fn send(&mut self, message: Bytes) -> Result<(), SendError> {
+        // A message of one fragment, outside stream mode: queued as it is.
+        if message.len().wrapping_sub(1) < self.single_fragment_max {
+            let queued = self.waiting_to_send();
+            if queued >= self.config.max_send_queue {
+                return Err(SendError::QueueFull {
+                    queued,
+                    needed: 1,
+                    max: self.config.max_send_queue,
+                });
+            }
+            self.sending.queue(0, message);
+            self.stats.messages_in += 1;
+            return Ok(());
+        }
+        self.send_slow(message)
+    }
+
+    #[inline(never)]
+    fn send_slow(&mut self, message: Bytes) -> Result<(), SendError> {
         if message.is_empty() && self.config.reserve_empty_messages {
             return Err(SendError::Empty);
         }
@@ -188,22 +205,19 @@ impl Arq {
     /// Queues the empty message that carries a NEW when nothing else is in flight
     /// (PROTOCOL.md section 3). Not subject to the message rules or limits.
     pub fn send_hello(&mut self) {
-        self.queue.push_back(Queued {
-            frg: 0,
-            data: Bytes::new(),
-        });
+        self.sending.queue(0, Bytes::new());
     }
 
     /// In stream mode, free bytes in the last queued segment.
     fn stream_tail_room(&self) -> usize {
-        match self.queue.back() {
+        match self.sending.last_queued() {
             Some(last) if self.config.stream => self.mss.saturating_sub(last.data.len()),
             _ => 0,
         }
     }
 
     fn extend_stream_tail(&mut self, bytes: &[u8]) {
-        if let Some(last) = self.queue.back_mut() {
+        if let Some(last) = self.sending.last_queued_mut() {
             let mut joined = BytesMut::with_capacity(last.data.len() + bytes.len());
             joined.extend_from_slice(&last.data);
             joined.extend_from_slice(bytes);
@@ -212,6 +226,7 @@ impl Arq {
     }
 
     fn queue_fragments(&mut self, data: Bytes, count: usize) {
+        self.sending.reserve(count);
         for i in 0..count {
             let start = i * self.mss;
             let end = (start + self.mss).min(data.len());
@@ -220,15 +235,19 @@ impl Arq {
             } else {
                 (count - i - 1) as u8
             };
-            self.queue.push_back(Queued {
-                frg,
-                data: data.slice(start..end),
-            });
+            if end < data.len() {
+                self.sending.queue(frg, data.slice(start..end));
+            } else {
+                // The last fragment keeps the message's own handle.
+                self.sending.queue_from(frg, data, start);
+                break;
+            }
         }
     }
 
     /// Takes the next whole message, if every fragment of it has arrived. A message
     /// that came in one segment is handed over without a copy.
+    #[inline]
     pub fn recv(&mut self) -> Option<Bytes> {
         loop {
             let window_was_full = self.received.ready_len() as u32 >= self.received.window();
@@ -251,14 +270,41 @@ impl Arq {
     }
 
     /// Parses and takes in one received datagram; see [`input`](Self::input).
+    ///
+    /// Faster than [`Datagram::parse`] and [`input`](Self::input): the parse notes where
+    /// each segment starts, so that no header waits for the previous one's length, and
+    /// the last segment's payload is the datagram's own handle, advanced (no
+    /// reference-count update).
     pub fn input_bytes(&mut self, now_ms: u32, datagram: Bytes) -> Result<InputReport, InputError> {
-        match Datagram::parse(datagram) {
-            Ok(datagram) => self.input(now_ms, &datagram),
+        let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
+        let (first, count, recorded) = match Datagram::check_recording(&datagram, &mut offsets) {
+            Ok(checked) => checked,
             Err(error) => {
                 self.stats.datagrams_refused += 1;
-                Err(error.into())
+                return Err(error.into());
+            }
+        };
+        if !recorded {
+            return self.input(now_ms, &Datagram::checked(datagram, first, count));
+        }
+        self.begin_input(now_ms, first.conv)?;
+        let una_before = self.sending.una();
+        let mut report = InputReport::default();
+        let mut max_ack: Option<(u32, u32)> = None;
+        let offsets = offsets.get(..count).unwrap_or_default();
+        let Some((&last, others)) = offsets.split_last() else {
+            return Ok(self.end_input(una_before, max_ack, report));
+        };
+        for &offset in others {
+            if let Some((header, at)) = Datagram::header_in(&datagram, offset as usize) {
+                let payload = || datagram.slice(at..at + header.len as usize);
+                self.input_segment(&header, payload, 0, &mut report, &mut max_ack);
             }
         }
+        if let Some((header, at)) = Datagram::header_in(&datagram, last as usize) {
+            self.input_segment(&header, move || datagram, at, &mut report, &mut max_ack);
+        }
+        Ok(self.end_input(una_before, max_ack, report))
     }
 
     /// Takes in one received datagram, already parsed (so it is valid as a whole).
@@ -267,56 +313,90 @@ impl Arq {
     /// path block and token the session layer reads. A datagram of another conv is
     /// refused and changes nothing.
     pub fn input(&mut self, now_ms: u32, datagram: &Datagram) -> Result<InputReport, InputError> {
-        if datagram.conv() != self.conv {
+        self.begin_input(now_ms, datagram.conv())?;
+        let una_before = self.sending.una();
+        let mut report = InputReport::default();
+        let mut max_ack: Option<(u32, u32)> = None;
+        for (header, at) in datagram.headers() {
+            let payload = || datagram.as_bytes().slice(at..at + header.len as usize);
+            self.input_segment(&header, payload, 0, &mut report, &mut max_ack);
+        }
+        Ok(self.end_input(una_before, max_ack, report))
+    }
+
+    /// Refuses a datagram of another conv; else starts taking one in.
+    #[inline]
+    fn begin_input(&mut self, now_ms: u32, conv: u32) -> Result<(), InputError> {
+        if conv != self.conv {
             self.stats.datagrams_refused += 1;
             return Err(InputError::WrongConv {
                 expected: self.conv,
-                found: datagram.conv(),
+                found: conv,
             });
         }
         self.current = now_ms;
         self.stats.datagrams_in += 1;
-        let una_before = self.in_flight.una();
-        let mut report = InputReport::default();
-        let mut max_ack: Option<(u32, u32)> = None;
-        for segment in datagram.segments() {
-            let header = segment.header;
-            if !header.cmd.is_plain_kcp() && header.cmd != Cmd::New {
-                continue;
-            }
-            self.remote_window = u32::from(header.wnd);
-            self.in_flight.ack_below(header.una);
-            match header.cmd {
-                Cmd::Ack => {
-                    report.ack_segments += 1;
-                    self.on_ack(&header, &mut max_ack);
-                }
-                Cmd::Push | Cmd::New => {
-                    report.data_segments += 1;
-                    self.on_data(&header, segment.payload);
-                }
-                Cmd::Wask => self.probe |= ASK_TELL,
-                _ => {}
-            }
-        }
+        Ok(())
+    }
+
+    /// What follows the segments of an input datagram: fast-retransmit hints and window
+    /// growth.
+    #[inline]
+    fn end_input(
+        &mut self,
+        una_before: u32,
+        max_ack: Option<(u32, u32)>,
+        mut report: InputReport,
+    ) -> InputReport {
         if let Some((sn, ts)) = max_ack {
-            self.in_flight
+            self.sending
                 .hint_fast_retransmit(sn, ts, self.config.fastack_conserve);
         }
-        if diff(self.in_flight.una(), una_before) > 0 {
+        if diff(self.sending.una(), una_before) > 0 {
             report.una_advanced = true;
             self.grow_window();
         }
-        Ok(report)
+        report
     }
 
+    /// One segment of an input datagram; its payload starts at `payload_at` in what
+    /// `payload` makes, only if it is needed.
+    #[inline(always)]
+    fn input_segment(
+        &mut self,
+        header: &Header,
+        payload: impl FnOnce() -> Bytes,
+        payload_at: usize,
+        report: &mut InputReport,
+        max_ack: &mut Option<(u32, u32)>,
+    ) {
+        if !header.cmd.is_plain_kcp() && header.cmd != Cmd::New {
+            return;
+        }
+        self.remote_window = u32::from(header.wnd);
+        self.sending.ack_below(header.una);
+        match header.cmd {
+            Cmd::Ack => {
+                report.ack_segments += 1;
+                self.on_ack(header, max_ack);
+            }
+            Cmd::Push | Cmd::New => {
+                report.data_segments += 1;
+                self.on_data(header, payload, payload_at);
+            }
+            Cmd::Wask => self.probe |= ASK_TELL,
+            _ => {}
+        }
+    }
+
+    #[inline(always)]
     fn on_ack(&mut self, header: &Header, max_ack: &mut Option<(u32, u32)>) {
         self.stats.acks_in += 1;
         let rtt = diff(self.current, header.ts);
         if rtt >= 0 {
             self.rtt.on_sample(rtt, self.config.interval_ms);
         }
-        self.in_flight.ack(header.sn);
+        self.sending.ack(header.sn);
         *max_ack = match *max_ack {
             None => Some((header.sn, header.ts)),
             Some((sn, ts))
@@ -329,18 +409,22 @@ impl Arq {
         };
     }
 
-    fn on_data(&mut self, header: &Header, payload: Bytes) {
+    /// A data segment; its payload starts at `payload_at` in what `payload` makes, only
+    /// if it is stored.
+    #[inline]
+    fn on_data(&mut self, header: &Header, payload: impl FnOnce() -> Bytes, payload_at: usize) {
         self.stats.data_segments_in += 1;
         if !self.received.below_window_end(header.sn) {
             self.stats.out_of_window_segments_in += 1;
             return;
         }
         self.acks.push((header.sn, header.ts));
-        let segment = Received {
-            frg: header.frg,
-            data: payload,
-        };
-        if self.received.insert(header.sn, segment) != Arrival::Stored {
+        let place = (payload_at, header.len as usize);
+        if self
+            .received
+            .insert_with(header.sn, header.frg, payload, place)
+            != Arrival::Stored
+        {
             self.stats.duplicate_segments_in += 1;
         }
     }
@@ -427,7 +511,7 @@ impl Arq {
         };
         self.schedule_window_probe();
         let window = self.effective_window();
-        self.admit_queued(window);
+        self.sending.admit(window);
         let outcome = if self.announce.is_some() {
             // A gateway fills only a datagram's first segment: data (NEW) goes first.
             let outcome = self.emit_data(&template);
@@ -445,13 +529,11 @@ impl Arq {
 
     fn emit_acks(&mut self, template: &Header) -> (u32, u32) {
         let mut last = (0, 0);
+        let mut raw = template.to_bytes();
         for &(sn, ts) in &self.acks {
-            let ack = Header {
-                sn,
-                ts,
-                ..*template
-            };
-            self.output.push(&ack, &[], &[], self.config.mtu);
+            raw[8..12].copy_from_slice(&ts.to_le_bytes());
+            raw[12..16].copy_from_slice(&sn.to_le_bytes());
+            self.output.push(raw, &[], &[], self.config.mtu);
             last = (sn, ts);
         }
         self.stats.acks_out += self.acks.len() as u64;
@@ -485,7 +567,8 @@ impl Arq {
                     ts,
                     ..*template
                 };
-                self.output.push(&probe, &[], &[], self.config.mtu);
+                self.output
+                    .push(probe.to_bytes(), &[], &[], self.config.mtu);
             }
         }
         self.probe = 0;
@@ -498,20 +581,6 @@ impl Arq {
             window.min(self.congestion.cwnd)
         } else {
             window
-        }
-    }
-
-    /// Moves queued fragments into the send buffer while the window has room.
-    fn admit_queued(&mut self, window: u32) {
-        while diff(
-            self.in_flight.next_sn(),
-            self.in_flight.una().wrapping_add(window),
-        ) < 0
-        {
-            let Some(queued) = self.queue.pop_front() else {
-                break;
-            };
-            self.in_flight.push(InFlight::new(queued.frg, queued.data));
         }
     }
 
@@ -534,7 +603,7 @@ impl Arq {
         };
         let extra = if cmd == Cmd::New { &extra[..] } else { &[] };
         let mut outcome = FlushOutcome::default();
-        for (sn, segment) in self.in_flight.iter_unacked_mut() {
+        for (sn, segment) in self.sending.iter_unacked_mut() {
             if segment.xmit == 0 {
                 segment.rto = rx_rto;
                 segment.resend_at = current.wrapping_add(segment.rto + rto_margin);
@@ -568,7 +637,7 @@ impl Arq {
                 ..*template
             };
             self.output
-                .push(&header, extra, &segment.data, self.config.mtu);
+                .push(header.to_bytes(), extra, &segment.data, self.config.mtu);
             self.stats.data_segments_out += 1;
             if segment.xmit >= self.config.dead_link {
                 self.dead = true;
@@ -582,7 +651,7 @@ impl Arq {
         let mss = self.mss as u32;
         let cc = &mut self.congestion;
         if outcome.fast_retransmits > 0 {
-            let in_flight = self.in_flight.next_sn().wrapping_sub(self.in_flight.una());
+            let in_flight = self.sending.next_sn().wrapping_sub(self.sending.una());
             cc.ssthresh = (in_flight / 2).max(SSTHRESH_MIN);
             cc.cwnd = cc.ssthresh.wrapping_add(self.config.fast_resend);
             cc.incr = cc.cwnd.wrapping_mul(mss);
@@ -599,6 +668,7 @@ impl Arq {
     }
 
     /// Next datagram to send, if any. Each is at most `mtu` bytes.
+    #[inline]
     pub fn poll_output(&mut self) -> Option<Bytes> {
         let datagram = self.output.pop()?;
         self.stats.datagrams_out += 1;
@@ -607,6 +677,7 @@ impl Arq {
     }
 
     /// Whether [`poll_output`](Self::poll_output) has a datagram.
+    #[inline]
     pub fn has_output(&self) -> bool {
         self.output.has_ready()
     }
@@ -633,19 +704,10 @@ impl Arq {
     /// queued again from sequence number 0, receive state is cleared. Returns `false`,
     /// and changes nothing, if the peer has already acknowledged or sent anything.
     pub fn restart_as(&mut self, conv: u32) -> bool {
-        if self.in_flight.una() != 0 || self.received.next_sn() != 0 || !self.received.is_empty() {
+        if self.sending.una() != 0 || self.received.next_sn() != 0 || !self.received.is_empty() {
             return false;
         }
-        let in_flight = std::mem::take(&mut self.in_flight);
-        let mut requeued: VecDeque<Queued> = in_flight
-            .into_unacked()
-            .map(|segment| Queued {
-                frg: segment.frg,
-                data: segment.data,
-            })
-            .collect();
-        requeued.append(&mut self.queue);
-        self.queue = requeued;
+        self.sending.requeue_all();
         self.conv = conv;
         self.acks.clear();
         self.output = Output::default();
@@ -661,18 +723,19 @@ impl Arq {
     /// Starts both directions' sequence numbers at `sn` (tests of the wrap-around).
     #[cfg(test)]
     pub(crate) fn start_sequences_at(&mut self, sn: u32) {
-        self.in_flight.reset(sn);
+        self.sending.reset(sn);
         self.received.reset(sn);
     }
 
     /// Segments queued or in flight, not yet acknowledged (`ikcp_waitsnd`).
+    #[inline]
     pub fn waiting_to_send(&self) -> usize {
-        self.in_flight.unacked() + self.queue.len()
+        self.sending.unacked() + self.sending.queued()
     }
 
     /// Segments sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.unacked()
+        self.sending.unacked()
     }
 
     /// Whether a segment was sent `dead_link` times without being acknowledged.
@@ -684,8 +747,7 @@ impl Arq {
     /// nothing queued, in flight, to acknowledge or to output. An idle engine needs no
     /// timer.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty()
-            && self.in_flight.is_empty()
+        self.sending.is_empty()
             && self.acks.is_empty()
             && self.probe == 0
             && !self.output.has_ready()
@@ -724,13 +786,10 @@ impl Arq {
     /// Gives back the memory of empty buffers (an idle session costs only its fixed
     /// state). Cheap; the session layer calls it when the engine goes idle.
     pub fn release_idle_buffers(&mut self) {
-        if self.queue.is_empty() {
-            self.queue = VecDeque::new();
-        }
         if self.acks.is_empty() {
             self.acks = Vec::new();
         }
-        self.in_flight.release_idle();
+        self.sending.release_idle();
         self.received.release_idle();
         self.output.release_idle();
     }

@@ -10,10 +10,12 @@
 //! What differs is only how the state is kept:
 //! - the send and receive buffers are rings indexed by sequence number, so an ACK or an
 //!   arriving segment costs O(1) instead of a list walk (the reference goes quadratic
-//!   with large windows under loss);
+//!   with large windows under loss); the send queue is the same ring's tail, so the
+//!   window admits a segment without moving it;
 //! - payloads are [`bytes::Bytes`] slices: a message is fragmented without copying, a
 //!   received segment is a slice of its datagram, and a one-segment message reaches the
-//!   application without a copy;
+//!   application without a copy (a fragmented one is joined into a buffer that is
+//!   reused once the application dropped the previous one);
 //! - outgoing datagrams share one buffer allocation instead of one per segment;
 //! - [`Arq::check`] is O(1);
 //! - buffers are released when idle, so an idle engine costs a few hundred bytes.

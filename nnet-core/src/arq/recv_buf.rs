@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::seq::diff;
 
@@ -37,6 +37,9 @@ pub(crate) struct ReceiveBuffer {
     window: u32,
     pending: VecDeque<Option<Received>>,
     ready: VecDeque<Received>,
+    /// Where fragmented messages are joined; its memory is taken back in place for the
+    /// next one once the application dropped the previous one.
+    join: BytesMut,
 }
 
 impl ReceiveBuffer {
@@ -46,6 +49,7 @@ impl ReceiveBuffer {
             window: u32::from(window),
             pending: VecDeque::new(),
             ready: VecDeque::new(),
+            join: BytesMut::new(),
         }
     }
 
@@ -57,43 +61,89 @@ impl ReceiveBuffer {
     }
 
     /// Next sequence number expected in order (`rcv_nxt`).
+    #[inline]
     pub(crate) fn next_sn(&self) -> u32 {
         self.next_sn
     }
 
     /// The receive window, segments.
+    #[inline]
     pub(crate) fn window(&self) -> u32 {
         self.window
     }
 
     /// Free window to announce to the peer (`ikcp_wnd_unused`).
+    #[inline]
     pub(crate) fn unused_window(&self) -> u32 {
         self.window.saturating_sub(self.ready.len() as u32)
     }
 
     /// Whether `sn` is below the window's upper edge (`ikcp_input` acks only those).
+    #[inline]
     pub(crate) fn below_window_end(&self, sn: u32) -> bool {
         diff(sn, self.next_sn.wrapping_add(self.window)) < 0
     }
 
     /// Whether `sn` was already delivered in order.
+    #[inline]
     pub(crate) fn already_delivered(&self, sn: u32) -> bool {
         diff(sn, self.next_sn) < 0
     }
 
     /// Segments in order waiting for the application (`nrcv_que`).
+    #[inline]
     pub(crate) fn ready_len(&self) -> usize {
         self.ready.len()
     }
 
     /// Whether anything at all is buffered.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.ready.is_empty() && self.pending.is_empty()
     }
 
     /// Stores an arriving segment (`ikcp_parse_data`) and moves what is now in order to
     /// the ready queue.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, sn: u32, segment: Received) -> Arrival {
+        let len = segment.data.len();
+        self.insert_with(sn, segment.frg, || segment.data, (0, len))
+    }
+
+    /// [`insert`](Self::insert), with the payload made only if the segment is stored:
+    /// the payload is bytes `start..start + len` of what `data` makes, cut in place once
+    /// stored (so that the handle is moved as `data` made it: adjusted first, its fields
+    /// would be read back before their stores complete).
+    #[inline]
+    pub(crate) fn insert_with(
+        &mut self,
+        sn: u32,
+        frg: u8,
+        data: impl FnOnce() -> Bytes,
+        (start, len): (usize, usize),
+    ) -> Arrival {
+        // The next segment in order, with nothing waiting before it and room in the
+        // ready queue: it goes straight there (what `insert` + `promote` would do).
+        if sn == self.next_sn && self.pending.is_empty() && (self.ready.len() as u32) < self.window
+        {
+            self.ready.push_back(Received { frg, data: data() });
+            if let Some(stored) = self.ready.back_mut() {
+                cut(&mut stored.data, start, len);
+            }
+            self.next_sn = self.next_sn.wrapping_add(1);
+            return Arrival::Stored;
+        }
+        self.insert_pending(sn, frg, data, (start, len))
+    }
+
+    #[inline(never)]
+    fn insert_pending(
+        &mut self,
+        sn: u32,
+        frg: u8,
+        data: impl FnOnce() -> Bytes,
+        (start, len): (usize, usize),
+    ) -> Arrival {
         if !self.below_window_end(sn) {
             return Arrival::OutOfWindow;
         }
@@ -108,13 +158,21 @@ impl ReceiveBuffer {
         if slot.is_some() {
             return Arrival::Duplicate;
         }
-        *slot = Some(segment);
+        let stored = slot.insert(Received { frg, data: data() });
+        cut(&mut stored.data, start, len);
         self.promote();
         Arrival::Stored
     }
 
     /// Moves in-order segments from `pending` to `ready` while the window allows.
+    #[inline]
     pub(crate) fn promote(&mut self) {
+        if !self.pending.is_empty() {
+            self.promote_pending();
+        }
+    }
+
+    fn promote_pending(&mut self) {
         while (self.ready.len() as u32) < self.window {
             match self.pending.front_mut().map(Option::take) {
                 Some(Some(segment)) => {
@@ -148,21 +206,24 @@ impl ReceiveBuffer {
 
     /// Takes the next whole message; a single-fragment message is returned without a
     /// copy, a fragmented one is joined into one buffer.
+    #[inline]
     pub(crate) fn pop_message(&mut self) -> Option<Bytes> {
-        let size = self.peek_size()?;
-        let first = self.ready.pop_front()?;
-        if first.frg == 0 {
-            return Some(first.data);
+        if self.ready.front()?.frg == 0 {
+            return self.ready.pop_front().map(|segment| segment.data);
         }
-        let mut message = BytesMut::with_capacity(size);
-        message.extend_from_slice(&first.data);
+        self.pop_fragmented()
+    }
+
+    fn pop_fragmented(&mut self) -> Option<Bytes> {
+        let size = self.peek_size()?;
+        self.join.reserve(size);
         while let Some(segment) = self.ready.pop_front() {
-            message.extend_from_slice(&segment.data);
+            self.join.extend_from_slice(&segment.data);
             if segment.frg == 0 {
                 break;
             }
         }
-        Some(message.freeze())
+        Some(self.join.split().freeze())
     }
 
     /// Gives back the buffers' memory when they are empty.
@@ -173,7 +234,17 @@ impl ReceiveBuffer {
         if self.ready.is_empty() {
             self.ready = VecDeque::new();
         }
+        self.join = BytesMut::new();
     }
+}
+
+/// Keeps bytes `start..start + len` of `data` (no-ops when that is all of it).
+#[inline(always)]
+fn cut(data: &mut Bytes, start: usize, len: usize) {
+    if start > 0 {
+        data.advance(start);
+    }
+    data.truncate(len);
 }
 
 #[cfg(test)]
@@ -205,5 +276,33 @@ mod tests {
         let mut buf = ReceiveBuffer::new(128);
         assert_eq!(buf.insert(128, seg(0, b"x")), Arrival::OutOfWindow);
         assert_eq!(buf.insert(127, seg(0, b"x")), Arrival::Stored);
+    }
+
+    #[test]
+    fn stores_a_cut_of_what_the_payload_maker_gives() {
+        let mut buf = ReceiveBuffer::new(128);
+        let datagram = Bytes::from_static(b"headerPAYLOADtail");
+        let stored = buf.insert_with(1, 0, || datagram.clone(), (6, 7));
+        assert_eq!(stored, Arrival::Stored, "out of order, into pending");
+        let stored = buf.insert_with(0, 0, || datagram.clone(), (0, 6));
+        assert_eq!(stored, Arrival::Stored, "in order, straight to ready");
+        assert_eq!(buf.pop_message().as_deref(), Some(&b"header"[..]));
+        assert_eq!(buf.pop_message().as_deref(), Some(&b"PAYLOAD"[..]));
+    }
+
+    #[test]
+    fn a_joined_message_still_held_is_not_overwritten() {
+        let mut buf = ReceiveBuffer::new(128);
+        buf.insert(0, seg(1, b"ab"));
+        buf.insert(1, seg(0, b"cd"));
+        let first = buf.pop_message();
+        buf.insert(2, seg(1, b"ef"));
+        buf.insert(3, seg(0, b"gh"));
+        assert_eq!(buf.pop_message().as_deref(), Some(&b"efgh"[..]));
+        assert_eq!(first.as_deref(), Some(&b"abcd"[..]));
+        drop(first);
+        buf.insert(4, seg(1, b"ij"));
+        buf.insert(5, seg(0, b"kl"));
+        assert_eq!(buf.pop_message().as_deref(), Some(&b"ijkl"[..]));
     }
 }

@@ -35,6 +35,7 @@ impl RttEstimator {
     }
 
     /// Feeds one RTT sample (ms, never negative) taken from an ACK's echoed `ts`.
+    #[inline]
     pub(crate) fn on_sample(&mut self, rtt: i32, interval: u32) {
         if self.srtt == 0 {
             self.srtt = rtt;
@@ -49,6 +50,7 @@ impl RttEstimator {
     }
 
     /// Current retransmission timeout, ms.
+    #[inline]
     pub(crate) fn rto(&self) -> u32 {
         self.rto as u32
     }

@@ -1,17 +1,20 @@
-//! Segments sent and not yet acknowledged, in a ring indexed by sequence number.
+//! The send side: segments sent and not yet acknowledged, then segments queued for the
+//! window, in one ring indexed by sequence number.
 //!
-//! The reference keeps them in a linked list and walks it for every ACK, which goes
-//! quadratic with large windows under loss. Here slot `i` holds sequence number
-//! `una + i`, so an ACK is one index; an acknowledged segment in the middle is only
-//! marked (its payload released) until everything before it is acknowledged too.
+//! The reference keeps two linked lists (`snd_buf`, `snd_queue`) and walks the first for
+//! every ACK, which goes quadratic with large windows under loss. Here slot `i` holds
+//! sequence number `una + i`: the slots below `next_sn` are in flight, the rest are
+//! queued and get their sequence numbers as the window admits them (no move). An ACK is
+//! one index; an acknowledged segment in the middle is only marked (its payload
+//! released) until everything before it is acknowledged too.
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::seq::diff;
 
-/// One data segment in flight.
+/// One data segment, queued or in flight.
 #[derive(Clone, Debug)]
 pub(crate) struct InFlight {
     /// Fragments of the message that follow this one.
@@ -33,6 +36,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
+    #[inline]
     pub(crate) fn new(frg: u8, data: Bytes) -> Self {
         InFlight {
             frg,
@@ -47,30 +51,51 @@ impl InFlight {
     }
 }
 
-/// The send buffer: `una` is the oldest unacknowledged sequence number.
+/// The send buffer and queue: `una` is the oldest unacknowledged sequence number,
+/// `next_sn` the first not yet admitted to the window.
 #[derive(Debug, Default)]
 pub(crate) struct SendBuffer {
     una: u32,
+    next_sn: u32,
+    /// In flight (`una..next_sn`), then queued.
     slots: VecDeque<InFlight>,
+    /// Unacknowledged segments in flight.
     unacked: usize,
 }
 
 impl SendBuffer {
     /// Oldest sequence number not yet acknowledged (`snd_una`).
+    #[inline]
     pub(crate) fn una(&self) -> u32 {
         self.una
     }
 
     /// Next sequence number to assign (`snd_nxt`).
+    #[inline]
     pub(crate) fn next_sn(&self) -> u32 {
-        self.una.wrapping_add(self.slots.len() as u32)
+        self.next_sn
+    }
+
+    /// Slots in flight, acknowledged ones in the middle included.
+    #[inline]
+    fn sent(&self) -> usize {
+        self.next_sn.wrapping_sub(self.una) as usize
     }
 
     /// Segments sent and not acknowledged (`nsnd_buf`).
+    #[inline]
     pub(crate) fn unacked(&self) -> usize {
         self.unacked
     }
 
+    /// Segments queued, not yet admitted to the window (`nsnd_que`).
+    #[inline]
+    pub(crate) fn queued(&self) -> usize {
+        self.slots.len() - self.sent()
+    }
+
+    /// Whether nothing is queued or in flight.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
@@ -80,21 +105,69 @@ impl SendBuffer {
     pub(crate) fn reset(&mut self, sn: u32) {
         debug_assert!(self.slots.is_empty());
         self.una = sn;
+        self.next_sn = sn;
     }
 
-    /// Appends a segment with sequence number [`next_sn`](Self::next_sn).
-    pub(crate) fn push(&mut self, segment: InFlight) {
-        self.slots.push_back(segment);
-        self.unacked += 1;
+    /// Queues a segment behind the others.
+    #[inline]
+    pub(crate) fn queue(&mut self, frg: u8, data: Bytes) {
+        self.slots.push_back(InFlight::new(frg, data));
+    }
+
+    /// Queues bytes `start..` of `data`, cut in place once queued (so that the handle
+    /// is moved as it came: adjusted first, its fields would be read back before their
+    /// stores complete).
+    #[inline]
+    pub(crate) fn queue_from(&mut self, frg: u8, data: Bytes, start: usize) {
+        self.slots.push_back(InFlight::new(frg, data));
+        if let Some(queued) = self.slots.back_mut() {
+            queued.data.advance(start);
+        }
+    }
+
+    /// Room for `count` more queued segments.
+    pub(crate) fn reserve(&mut self, count: usize) {
+        self.slots.reserve(count);
+    }
+
+    /// The last queued segment (stream mode appends to it), if any is queued.
+    pub(crate) fn last_queued_mut(&mut self) -> Option<&mut InFlight> {
+        if self.queued() == 0 {
+            return None;
+        }
+        self.slots.back_mut()
+    }
+
+    /// The last queued segment, if any is queued.
+    pub(crate) fn last_queued(&self) -> Option<&InFlight> {
+        if self.queued() == 0 {
+            return None;
+        }
+        self.slots.back()
+    }
+
+    /// Admits queued segments, in order, while `next_sn` stays below `una + window`.
+    #[inline]
+    pub(crate) fn admit(&mut self, window: u32) {
+        let room = diff(self.una.wrapping_add(window), self.next_sn);
+        if room > 0 {
+            let admitted = (room as usize).min(self.queued());
+            self.next_sn = self.next_sn.wrapping_add(admitted as u32);
+            self.unacked += admitted;
+        }
     }
 
     /// Everything below `una` was received by the peer (`ikcp_parse_una`).
+    #[inline]
     pub(crate) fn ack_below(&mut self, una: u32) {
         let count = diff(una, self.una);
-        if count <= 0 {
-            return;
+        if count > 0 {
+            self.drop_front(count as usize);
         }
-        let count = (count as usize).min(self.slots.len());
+    }
+
+    fn drop_front(&mut self, count: usize) {
+        let count = count.min(self.sent());
         for segment in self.slots.drain(..count) {
             if !segment.acked {
                 self.unacked -= 1;
@@ -105,30 +178,38 @@ impl SendBuffer {
     }
 
     /// The peer acknowledged `sn` (`ikcp_parse_ack`); `false` if it was not in flight.
+    #[inline]
     pub(crate) fn ack(&mut self, sn: u32) -> bool {
         let offset = diff(sn, self.una);
-        if offset < 0 {
+        if offset < 0 || offset as usize >= self.sent() {
             return false;
+        }
+        if offset == 0 {
+            // The oldest segment: the front is never an acknowledged one, so it goes.
+            self.slots.pop_front();
+            self.una = self.una.wrapping_add(1);
+            self.unacked -= 1;
+            self.pop_acked_front();
+            return true;
         }
         match self.slots.get_mut(offset as usize) {
             Some(segment) if !segment.acked => {
                 segment.acked = true;
                 segment.data = Bytes::new();
                 self.unacked -= 1;
-                self.pop_acked_front();
                 true
             }
             _ => false,
         }
     }
 
+    /// Pops acknowledged segments off the front, so that the front is unacknowledged
+    /// (queued segments never are acknowledged).
+    #[inline]
     fn pop_acked_front(&mut self) {
         while self.slots.front().is_some_and(|s| s.acked) {
             self.slots.pop_front();
             self.una = self.una.wrapping_add(1);
-        }
-        if self.slots.is_empty() && self.slots.capacity() > 64 {
-            self.slots.shrink_to(64);
         }
     }
 
@@ -137,7 +218,7 @@ impl SendBuffer {
     /// `ack_ts`.
     pub(crate) fn hint_fast_retransmit(&mut self, max_ack: u32, ack_ts: u32, conserve: bool) {
         let offset = diff(max_ack, self.una);
-        if offset < 0 || offset as usize >= self.slots.len() {
+        if offset < 0 || offset as usize >= self.sent() {
             return;
         }
         for segment in self.slots.range_mut(..offset as usize) {
@@ -147,19 +228,26 @@ impl SendBuffer {
         }
     }
 
-    /// Unacknowledged segments with their sequence numbers, oldest first.
+    /// Unacknowledged segments in flight with their sequence numbers, oldest first.
     pub(crate) fn iter_unacked_mut(&mut self) -> impl Iterator<Item = (u32, &mut InFlight)> {
         let una = self.una;
+        let sent = self.sent();
         self.slots
-            .iter_mut()
+            .range_mut(..sent)
             .enumerate()
             .filter(|(_, s)| !s.acked)
             .map(move |(i, s)| (una.wrapping_add(i as u32), s))
     }
 
-    /// Consumes the buffer, yielding the unacknowledged segments oldest first.
-    pub(crate) fn into_unacked(self) -> impl Iterator<Item = InFlight> {
-        self.slots.into_iter().filter(|s| !s.acked)
+    /// Takes every unacknowledged segment, in flight or queued, back to the queue as
+    /// if never sent, numbered again from `una`.
+    pub(crate) fn requeue_all(&mut self) {
+        self.slots.retain(|s| !s.acked);
+        for segment in &mut self.slots {
+            *segment = InFlight::new(segment.frg, std::mem::take(&mut segment.data));
+        }
+        self.next_sn = self.una;
+        self.unacked = 0;
     }
 
     /// Gives back the ring's memory when it is empty.
@@ -178,8 +266,9 @@ mod tests {
         let mut buf = SendBuffer::default();
         buf.reset(u32::MAX - 1);
         for _ in 0..count {
-            buf.push(InFlight::new(0, Bytes::from_static(b"x")));
+            buf.queue(0, Bytes::from_static(b"x"));
         }
+        buf.admit(count);
         buf
     }
 
@@ -218,5 +307,46 @@ mod tests {
         buf.hint_fast_retransmit(first.wrapping_add(3), 0, false);
         let hints: Vec<u32> = buf.iter_unacked_mut().map(|(_, s)| s.fastack).collect();
         assert_eq!(hints, vec![1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn the_window_admits_queued_segments_in_order() {
+        let mut buf = SendBuffer::default();
+        buf.reset(u32::MAX - 1);
+        for _ in 0..5 {
+            buf.queue(0, Bytes::from_static(b"x"));
+        }
+        buf.admit(2);
+        assert_eq!((buf.unacked(), buf.queued()), (2, 3));
+        assert_eq!(buf.next_sn(), buf.una().wrapping_add(2));
+        assert!(!buf.ack(buf.una().wrapping_add(2)), "queued, not in flight");
+        let first = buf.una();
+        assert!(buf.ack(first));
+        buf.admit(2);
+        assert_eq!((buf.unacked(), buf.queued()), (2, 2));
+        let sns: Vec<u32> = buf.iter_unacked_mut().map(|(sn, _)| sn).collect();
+        assert_eq!(sns, vec![first.wrapping_add(1), first.wrapping_add(2)]);
+        buf.ack_below(first.wrapping_add(100));
+        assert_eq!(
+            (buf.una(), buf.unacked(), buf.queued()),
+            (first.wrapping_add(3), 0, 2)
+        );
+    }
+
+    #[test]
+    fn requeue_takes_back_everything_unacknowledged() {
+        let mut buf = filled(3);
+        let first = buf.una();
+        buf.queue(0, Bytes::from_static(b"y"));
+        assert!(buf.ack(first.wrapping_add(1)));
+        buf.requeue_all();
+        assert_eq!((buf.una(), buf.next_sn()), (first, first));
+        assert_eq!((buf.unacked(), buf.queued()), (0, 3));
+        buf.admit(10);
+        let data: Vec<Bytes> = buf
+            .iter_unacked_mut()
+            .map(|(_, s)| s.data.clone())
+            .collect();
+        assert_eq!(data, vec!["x", "x", "y"]);
     }
 }

@@ -2,7 +2,6 @@
 //! (PROTOCOL.md section 1).
 
 use std::iter::FusedIterator;
-use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -36,41 +35,66 @@ pub struct Datagram {
 }
 
 impl Datagram {
+    /// Segment starts [`check_recording`](Self::check_recording) can note: every segment
+    /// of a datagram of the default MTU (58 bare headers fit in 1400 bytes).
+    pub(crate) const RECORDED_SEGMENTS: usize = 64;
+
     /// Validates `bytes`: not empty; every header decodes to a known command; all
     /// segments share the first one's conv; a NEW has its 28 extra bytes and a
     /// well-formed path block; FIN, PING and PONG have `len` 0 and KICK `len` 4; every
     /// `len` fits in what is left. A NEW need not be first; the server decides.
     pub fn parse(bytes: Bytes) -> Result<Datagram, WireError> {
-        if bytes.is_empty() {
-            return Err(WireError::Empty);
-        }
-        let (first, mut offset) = measure(&bytes, 0)?;
-        let mut count = 1;
-        while offset < bytes.len() {
-            let (parts, next) = measure(&bytes, offset)?;
-            if parts.header.conv != first.header.conv {
-                return Err(WireError::ConvMismatch {
-                    expected: first.header.conv,
-                    found: parts.header.conv,
-                    offset,
-                });
-            }
-            offset = next;
-            count += 1;
-        }
+        let (first, count) = validate(&bytes, &mut [])?;
         Ok(Datagram {
             bytes,
-            first: first.header,
+            first,
             count,
         })
     }
 
+    /// Checks `bytes` like [`parse`](Self::parse), without taking it, and notes where
+    /// each segment starts, so that a reader can decode the segments without walking
+    /// the datagram again. Returns the first header, the number of segments and whether
+    /// `offsets` holds every segment's start (in its first entries): that is when there
+    /// are at most [`RECORDED_SEGMENTS`](Self::RECORDED_SEGMENTS).
+    #[inline]
+    pub(crate) fn check_recording(
+        bytes: &[u8],
+        offsets: &mut [u32; RECORDED_SEGMENTS],
+    ) -> Result<(Header, usize, bool), WireError> {
+        let small = u32::try_from(bytes.len()).is_ok();
+        let record: &mut [u32] = if small { offsets } else { &mut [] };
+        let (first, count) = validate(bytes, record)?;
+        Ok((first, count, small && count <= RECORDED_SEGMENTS))
+    }
+
+    /// The datagram of `bytes`, which [`check_recording`](Self::check_recording)
+    /// accepted with this first header and count.
+    #[inline]
+    pub(crate) fn checked(bytes: Bytes, first: Header, count: usize) -> Datagram {
+        Datagram {
+            bytes,
+            first,
+            count,
+        }
+    }
+
+    /// The header of the segment at `offset` of a checked datagram's `bytes`, and where
+    /// its payload starts; `offset` must be a segment's start as
+    /// [`check_recording`](Self::check_recording) noted it.
+    #[inline]
+    pub(crate) fn header_in(bytes: &[u8], offset: usize) -> Option<(Header, usize)> {
+        header_at(bytes, offset)
+    }
+
     /// The conv all segments share.
+    #[inline]
     pub fn conv(&self) -> u32 {
         self.first.conv
     }
 
     /// The number of segments (at least 1).
+    #[inline]
     pub fn len(&self) -> usize {
         self.count
     }
@@ -81,14 +105,27 @@ impl Datagram {
     }
 
     /// The first segment's header.
+    #[inline]
     pub fn first(&self) -> &Header {
         &self.first
     }
 
     /// The segments, in order. Re-decodes each header (24 byte reads); allocates nothing,
     /// payloads share the datagram's buffer.
+    #[inline]
     pub fn segments(&self) -> Segments<'_> {
         Segments {
+            bytes: &self.bytes,
+            headers: self.headers(),
+        }
+    }
+
+    /// The segments' headers, each with where its payload starts (after a NEW's extra
+    /// bytes; the payload is `header.len` bytes). Lighter than
+    /// [`segments`](Self::segments): no payload handle, no announcement.
+    #[inline]
+    pub(crate) fn headers(&self) -> Headers<'_> {
+        Headers {
             bytes: &self.bytes,
             offset: 0,
             left: self.count,
@@ -96,6 +133,7 @@ impl Datagram {
     }
 
     /// The datagram's bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -119,34 +157,70 @@ impl<'a> IntoIterator for &'a Datagram {
 #[derive(Clone, Debug)]
 pub struct Segments<'a> {
     bytes: &'a Bytes,
-    offset: usize,
-    left: usize,
+    headers: Headers<'a>,
 }
 
 impl Iterator for Segments<'_> {
     type Item = Segment;
 
+    #[inline]
     fn next(&mut self) -> Option<Segment> {
+        let (header, start) = self.headers.next()?;
+        let announce = if header.cmd == Cmd::New {
+            let extra = self.bytes.get(start - NEW_EXTRA_LEN..start);
+            match extra.map(Announce::decode) {
+                Some(Ok(announce)) => Some(announce),
+                // `parse` checked every path block: cannot happen, but ending the
+                // iteration is the safe answer.
+                _ => {
+                    self.headers.left = 0;
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        Some(Segment {
+            header,
+            announce,
+            payload: self.bytes.slice(start..start + header.len as usize),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.headers.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Segments<'_> {}
+impl FusedIterator for Segments<'_> {}
+
+/// The headers of a validated datagram's segments, each with its payload's start, from
+/// [`Datagram::headers`]. Decodes without the validation `parse` already did.
+#[derive(Clone, Debug)]
+pub(crate) struct Headers<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    left: usize,
+}
+
+impl Iterator for Headers<'_> {
+    type Item = (Header, usize);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Header, usize)> {
         if self.left == 0 {
             return None;
         }
-        // `parse` validated every segment, so `measure` cannot fail here; if it did,
-        // ending the iteration is the safe answer.
-        let Ok((parts, next)) = measure(self.bytes, self.offset) else {
+        // `parse` validated every segment, so this cannot fail; if it did, ending the
+        // iteration is the safe answer.
+        let Some((header, start)) = header_at(self.bytes, self.offset) else {
             self.left = 0;
             return None;
         };
-        let announce = match parts.extra {
-            Some(range) => Some(Announce::decode(self.bytes.get(range)?).ok()?),
-            None => None,
-        };
-        self.offset = next;
+        self.offset = start + header.len as usize;
         self.left -= 1;
-        Some(Segment {
-            header: parts.header,
-            announce,
-            payload: self.bytes.slice(parts.payload),
-        })
+        Some((header, start))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -154,20 +228,117 @@ impl Iterator for Segments<'_> {
     }
 }
 
-impl ExactSizeIterator for Segments<'_> {}
-impl FusedIterator for Segments<'_> {}
+/// Segment starts [`Datagram::check_recording`] can note.
+const RECORDED_SEGMENTS: usize = Datagram::RECORDED_SEGMENTS;
 
-/// Where one validated segment's parts lie in the datagram.
-struct Parts {
-    header: Header,
-    /// NEW's path block and token.
-    extra: Option<Range<usize>>,
-    payload: Range<usize>,
+/// Decodes the header of a validated segment at `offset`, and where its payload starts
+/// (after a NEW's extra bytes). `None` (which validation rules out) if it does not parse
+/// or its payload passes the end.
+#[inline]
+fn header_at(bytes: &[u8], offset: usize) -> Option<(Header, usize)> {
+    let raw = bytes.get(offset..)?.first_chunk::<HEADER_LEN>()?;
+    let header = Header::from_array(raw).ok()?;
+    let extra = if header.cmd == Cmd::New {
+        NEW_EXTRA_LEN
+    } else {
+        0
+    };
+    let start = offset + HEADER_LEN + extra;
+    let end = start.checked_add(usize::try_from(header.len).ok()?)?;
+    if end > bytes.len() {
+        return None;
+    }
+    Some((header, start))
 }
 
-/// Checks the segment starting at `offset` (all but the conv rule) and returns its parts
-/// and where the next segment starts. Every returned range lies inside `datagram`.
-fn measure(datagram: &[u8], offset: usize) -> Result<(Parts, usize), WireError> {
+/// Checks a whole datagram (everything [`Datagram::parse`] promises) in one pass and
+/// returns its first header and segment count. Writes the start of segment `i` to
+/// `record[i]` while there is room (the caller makes sure offsets fit in a `u32`).
+/// Segments of the four plain KCP commands are checked inline; anything else (and
+/// every error) goes through [`measure`].
+#[inline(always)]
+fn validate(bytes: &[u8], record: &mut [u32]) -> Result<(Header, usize), WireError> {
+    let Some(raw) = bytes.first_chunk::<HEADER_LEN>() else {
+        return Err(if bytes.is_empty() {
+            WireError::Empty
+        } else {
+            short_segment(bytes, 0)
+        });
+    };
+    let first = match Header::from_array(raw) {
+        Ok(header) => header,
+        Err(_) => return Err(slow_error(bytes, 0)),
+    };
+    let mut offset = next_segment(bytes, 0)?;
+    if let Some(slot) = record.first_mut() {
+        *slot = 0;
+    }
+    let mut count = 1;
+    while offset < bytes.len() {
+        let next = next_segment(bytes, offset)?;
+        if let Some(slot) = record.get_mut(count) {
+            *slot = offset as u32;
+        }
+        // `next_segment` checked that a whole header lies at `offset`.
+        let conv = bytes
+            .get(offset..)
+            .and_then(super::peek_conv)
+            .unwrap_or(first.conv);
+        if conv != first.conv {
+            return Err(WireError::ConvMismatch {
+                expected: first.conv,
+                found: conv,
+                offset,
+            });
+        }
+        offset = next;
+        count += 1;
+    }
+    Ok((first, count))
+}
+
+/// Checks the segment at `offset` (all but the conv rule) and returns where the next one
+/// starts: inline for PUSH, ACK, WASK and WINS, through [`measure`] otherwise.
+#[inline(always)]
+fn next_segment(bytes: &[u8], offset: usize) -> Result<usize, WireError> {
+    if let Some(raw) = bytes
+        .get(offset..)
+        .and_then(<[u8]>::first_chunk::<HEADER_LEN>)
+    {
+        let available = bytes.len() - offset - HEADER_LEN;
+        let len = u32::from_le_bytes([raw[20], raw[21], raw[22], raw[23]]);
+        let plain = (Cmd::Push as u8..=Cmd::Wins as u8).contains(&raw[4]);
+        if plain && u64::from(len) <= available as u64 {
+            return Ok(offset + HEADER_LEN + len as usize);
+        }
+    }
+    measure(bytes, offset)
+}
+
+/// The error [`measure`] gives for the segment at `offset`, known to be bad.
+#[cold]
+#[inline(never)]
+fn slow_error(bytes: &[u8], offset: usize) -> WireError {
+    match measure(bytes, offset) {
+        Err(error) => error,
+        Ok(_) => short_segment(bytes, offset),
+    }
+}
+
+#[cold]
+fn short_segment(bytes: &[u8], offset: usize) -> WireError {
+    WireError::ShortSegment {
+        offset,
+        available: bytes.len().saturating_sub(offset),
+    }
+}
+
+/// Checks the segment starting at `offset` (all but the conv rule), whatever its command,
+/// and returns where the next segment starts (at most `datagram.len()`). The slow path
+/// of [`next_segment`]: rare commands and errors.
+#[cold]
+#[inline(never)]
+fn measure(datagram: &[u8], offset: usize) -> Result<usize, WireError> {
     let rest = datagram.get(offset..).unwrap_or_default();
     let header = Header::decode(rest).map_err(|err| match err {
         WireError::Truncated { available, .. } => WireError::ShortSegment { offset, available },
@@ -206,19 +377,11 @@ fn measure(datagram: &[u8], offset: usize) -> Result<(Parts, usize), WireError> 
             len: header.len,
             available,
         })?;
-    let extra = (extra_len > 0).then_some(offset + HEADER_LEN..payload_start);
-    if let Some(range) = &extra {
-        Announce::decode(datagram.get(range.clone()).unwrap_or_default())?;
+    if extra_len > 0 {
+        let extra = offset + HEADER_LEN..payload_start;
+        Announce::decode(datagram.get(extra).unwrap_or_default())?;
     }
-    let end = payload_start + payload_len;
-    Ok((
-        Parts {
-            header,
-            extra,
-            payload: payload_start..end,
-        },
-        end,
-    ))
+    Ok(payload_start + payload_len)
 }
 
 #[cfg(test)]
