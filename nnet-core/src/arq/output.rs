@@ -11,14 +11,17 @@ use bytes::{Bytes, BytesMut};
 
 use crate::wire::HEADER_LEN;
 
-/// Datagrams reserved for at a time in the shared buffer.
-const DATAGRAMS_PER_BLOCK: usize = 16;
+/// Most datagrams reserved for at a time in the shared buffer.
+const MAX_DATAGRAMS_PER_BLOCK: usize = 16;
 
 /// Builder of outgoing datagrams.
 #[derive(Debug, Default)]
 pub(crate) struct Output {
     current: BytesMut,
     ready: VecDeque<Bytes>,
+    /// Datagrams the next reservation makes room for: 1 for a quiet session (an ACK
+    /// costs one MTU, not sixteen), doubling while the session keeps sending.
+    block: usize,
 }
 
 impl Output {
@@ -56,7 +59,9 @@ impl Output {
     #[cold]
     #[inline(never)]
     fn grow(&mut self, need: usize, mtu: usize) {
-        self.current.reserve(mtu.max(need) * DATAGRAMS_PER_BLOCK);
+        let block = self.block.clamp(1, MAX_DATAGRAMS_PER_BLOCK);
+        self.current.reserve(mtu.max(need) * block);
+        self.block = (block * 2).min(MAX_DATAGRAMS_PER_BLOCK);
     }
 
     /// Ends the current datagram, if it holds anything.
@@ -84,6 +89,7 @@ impl Output {
         if self.ready.is_empty() && self.current.is_empty() {
             self.ready = VecDeque::new();
             self.current = BytesMut::new();
+            self.block = 1;
         }
     }
 }
