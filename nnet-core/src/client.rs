@@ -159,9 +159,9 @@ impl Connection {
                 self.events.push_back(ClientEvent::Kicked(reason));
                 self.session.close_now(CloseReason::Kicked(reason));
             }
-            Cmd::Fin => match first.frg {
-                r if FinReason::from_u8(r) == FinReason::Collision => self.on_collision(),
-                r => self.session.on_fin(FinReason::from_u8(r)),
+            Cmd::Fin => match FinReason::from_u8(first.frg) {
+                FinReason::Collision => self.on_collision(),
+                reason => self.session.on_fin(reason),
             },
             _ => self.on_data(now, &datagram),
         }

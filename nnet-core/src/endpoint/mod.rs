@@ -275,9 +275,8 @@ impl Endpoint {
     pub fn close(&mut self, conn: ConnId, now: Instant) -> Result<(), EndpointError> {
         self.advance_to(now);
         let now_ms = self.clock.ms(now);
-        let session_config = self.config.session.clone();
-        let entry = self.entry_of_mut(conn).ok_or(EndpointError::UnknownConn)?;
-        entry.session.close(now, now_ms, &session_config);
+        let entry = entry_of(&mut self.slots, conn).ok_or(EndpointError::UnknownConn)?;
+        entry.session.close(now, now_ms, &self.config.session);
         self.after_activity(conn.slot);
         Ok(())
     }
@@ -286,9 +285,8 @@ impl Endpoint {
     /// client answers FIN (at most `kick_sends` times). `Closed(Kicked(reason))` follows.
     pub fn kick(&mut self, conn: ConnId, reason: u32, now: Instant) -> Result<(), EndpointError> {
         self.advance_to(now);
-        let session_config = self.config.session.clone();
-        let entry = self.entry_of_mut(conn).ok_or(EndpointError::UnknownConn)?;
-        entry.session.kick(now, reason, &session_config);
+        let entry = entry_of(&mut self.slots, conn).ok_or(EndpointError::UnknownConn)?;
+        entry.session.kick(now, reason, &self.config.session);
         self.after_activity(conn.slot);
         Ok(())
     }
@@ -340,10 +338,7 @@ impl Endpoint {
     }
 
     fn entry_of_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
-        let slot = self.slots.get_mut(conn.slot as usize)?;
-        (slot.generation == conn.generation)
-            .then_some(slot.entry.as_deref_mut())
-            .flatten()
+        entry_of(&mut self.slots, conn)
     }
 
     fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry> {
@@ -462,6 +457,14 @@ impl Endpoint {
             self.responses.push_back(transmit);
         }
     }
+}
+
+/// The entry `conn` names (if its generation is current), borrowing only the slab.
+fn entry_of(slots: &mut [Slot], conn: ConnId) -> Option<&mut Entry> {
+    let slot = slots.get_mut(conn.slot as usize)?;
+    (slot.generation == conn.generation)
+        .then_some(slot.entry.as_deref_mut())
+        .flatten()
 }
 
 /// The entry in `slot`, borrowing only the slab (so other fields stay usable).

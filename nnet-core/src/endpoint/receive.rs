@@ -14,7 +14,7 @@ use crate::clock::is_newer;
 use crate::event::{RemoteChange, ServerEvent};
 use crate::session::Session;
 use crate::transmit::Transmit;
-use crate::wire::{self, Cmd, Datagram, FinReason, Header, PathBlock, Segment};
+use crate::wire::{self, Cmd, Datagram, FinReason, Header, PathBlock};
 
 impl Endpoint {
     pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, payload: Bytes) {
@@ -148,7 +148,6 @@ impl Endpoint {
     /// Section 3 (NEW rows for a known conv), rebinding, and the session's own traffic.
     fn receive_known(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let first = *datagram.first();
-        let trusted = self.config.trusted_gateways.contains(&from);
         let conn = self.conn_id(slot);
         let Some(entry) = entry_in(&mut self.slots, slot) else {
             return;
@@ -171,7 +170,7 @@ impl Endpoint {
             }
             if from == entry.remote || moved.is_some() {
                 if let PathBlock::Filled(addr) = announce.path {
-                    if trusted {
+                    if self.config.trusted_gateways.contains(&from) {
                         if entry.real_ip != addr {
                             entry.real_ip = addr;
                             self.events.push_back(ServerEvent::RealIpChanged {
@@ -185,7 +184,7 @@ impl Endpoint {
                 }
             }
         } else if from != entry.remote {
-            let newest_push = newest_data_ts(datagram.segments(), Cmd::Push);
+            let newest_push = newest_ts(datagram, |cmd| cmd == Cmd::Push);
             let rebinding = from.ip() == entry.remote.ip()
                 && newest_push.is_some_and(|ts| is_newer(ts, entry.fresh_ts));
             if !rebinding {
@@ -234,10 +233,12 @@ impl Endpoint {
         let from_remote = entry.remote == from;
         let mut fin = None;
         let mut unexpected = false;
-        for segment in datagram.segments() {
-            match segment.header.cmd {
-                Cmd::Fin if from_remote => fin = segment.fin_reason(),
+        let mut newest_data = None;
+        for (header, _) in datagram.headers() {
+            match header.cmd {
+                Cmd::Fin if from_remote => fin = Some(FinReason::from_u8(header.frg)),
                 Cmd::Kick | Cmd::Pong => unexpected = true,
+                cmd if cmd.carries_data() => newest_data = Some(newer(newest_data, header.ts)),
                 _ => {}
             }
         }
@@ -246,14 +247,8 @@ impl Endpoint {
             self.stats.drops.refused_by_session += 1;
             return;
         }
-        if let Some(ts) = newest_data_ts(datagram.segments(), Cmd::New)
-            .into_iter()
-            .chain(newest_data_ts(datagram.segments(), Cmd::Push))
-            .reduce(|a, b| if is_newer(b, a) { b } else { a })
-        {
-            if is_newer(ts, entry.fresh_ts) {
-                entry.fresh_ts = ts;
-            }
+        if let Some(ts) = newest_data {
+            entry.fresh_ts = newer(Some(entry.fresh_ts), ts);
         }
         let confirms = count_datagram(entry);
         if let Some(reason) = fin {
@@ -278,10 +273,18 @@ fn count_datagram(entry: &mut Entry) -> bool {
     confirms
 }
 
-/// The newest (wrapping) `ts` among the datagram's segments of command `cmd`.
-fn newest_data_ts<'a>(segments: impl Iterator<Item = Segment> + 'a, cmd: Cmd) -> Option<u32> {
-    segments
-        .filter(|s| s.header.cmd == cmd)
-        .map(|s| s.header.ts)
-        .reduce(|a, b| if is_newer(b, a) { b } else { a })
+/// The newest (wrapping) `ts` among the datagram's segments whose command `keep`s.
+fn newest_ts(datagram: &Datagram, keep: impl Fn(Cmd) -> bool) -> Option<u32> {
+    datagram
+        .headers()
+        .filter(|(header, _)| keep(header.cmd))
+        .fold(None, |newest, (header, _)| Some(newer(newest, header.ts)))
+}
+
+/// The newer (wrapping) of `ts` and `than`, if any.
+fn newer(than: Option<u32>, ts: u32) -> u32 {
+    match than {
+        Some(old) if !is_newer(ts, old) => old,
+        _ => ts,
+    }
 }
