@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use net::{addr, Net, GATEWAY, SERVER};
+use net::{addr, connected, header, msg, Net, GATEWAY, SERVER};
 use nnet_core::config::{ClientConfig, EndpointConfig, SessionConfig};
 use nnet_core::event::{ClientEvent, CloseReason, RemoteChange, ServerEvent};
 use nnet_core::wire::{self, Cmd, Datagram, FinReason, Header, PathBlock, HEADER_LEN};
@@ -27,17 +27,6 @@ fn server_config() -> EndpointConfig {
     }
 }
 
-fn connected(net: &Net, client: usize) -> bool {
-    net.clients[client]
-        .events
-        .iter()
-        .any(|e| matches!(e, ClientEvent::Connected { .. }))
-}
-
-fn msg(text: &str) -> Bytes {
-    Bytes::copy_from_slice(text.as_bytes())
-}
-
 /// A raw segment: header plus payload (plus the NEW extra bytes when given).
 fn segment(header: Header, extra: &[u8], payload: &[u8]) -> Bytes {
     let mut out = BytesMut::new();
@@ -49,19 +38,6 @@ fn segment(header: Header, extra: &[u8], payload: &[u8]) -> Bytes {
     out.put_slice(extra);
     out.put_slice(payload);
     out.freeze()
-}
-
-fn header(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32) -> Header {
-    Header {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: 0,
-    }
 }
 
 fn new_extra(path: PathBlock, token: [u8; 8]) -> Vec<u8> {

@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use net::{addr, Net, SERVER};
+use net::{addr, connected, header, msg, Net, SERVER};
 use nnet_core::config::{ClientConfig, EndpointConfig, SessionConfig};
 use nnet_core::endpoint::Endpoint;
-use nnet_core::event::{ClientEvent, CloseReason, ConnId, ServerEvent};
+use nnet_core::event::{CloseReason, ConnId, ServerEvent};
 use nnet_core::wire::{self, Cmd, Datagram, FinReason, Header, PathBlock, Token, HEADER_LEN};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -52,30 +52,6 @@ fn client_config(seed: u64, session: SessionConfig) -> ClientConfig {
         session,
         seed,
         ..ClientConfig::default()
-    }
-}
-
-fn connected(net: &Net, client: usize) -> bool {
-    net.clients[client]
-        .events
-        .iter()
-        .any(|e| matches!(e, ClientEvent::Connected { .. }))
-}
-
-fn msg(text: &str) -> Bytes {
-    Bytes::copy_from_slice(text.as_bytes())
-}
-
-fn header(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32) -> Header {
-    Header {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: 0,
     }
 }
 

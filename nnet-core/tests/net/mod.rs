@@ -13,6 +13,7 @@ use nnet_core::config::{ClientConfig, EndpointConfig};
 use nnet_core::endpoint::Endpoint;
 use nnet_core::event::{ClientEvent, ServerEvent};
 use nnet_core::gateway::fill_path_block;
+use nnet_core::wire::{Cmd, Header};
 
 pub const SERVER: &str = "10.0.0.1:7000";
 pub const GATEWAY: &str = "10.0.0.9:7000";
@@ -261,5 +262,32 @@ impl Net {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// Whether client `index` has reported `Connected`.
+pub fn connected(net: &Net, client: usize) -> bool {
+    net.clients[client]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Connected { .. }))
+}
+
+/// A message from text.
+pub fn msg(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// A segment header with the fields tests vary (frg 0, wnd 128, len 0).
+pub fn header(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32) -> Header {
+    Header {
+        conv,
+        cmd,
+        frg: 0,
+        wnd: 128,
+        ts,
+        sn,
+        una,
+        len: 0,
     }
 }
