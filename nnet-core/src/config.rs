@@ -151,6 +151,25 @@ pub struct ClientConfig {
     /// Seed of the connection's random choices (conv, session token). The adapters draw
     /// it from the operating system; a fixed seed makes a run repeatable.
     pub seed: u64,
+    /// The current line becomes suspect when nothing came back from it for this long
+    /// while something is unacknowledged or a keepalive PING is unanswered (never less
+    /// than twice the session's RTO, so a slow line is not suspected for being slow).
+    /// Default 500 ms.
+    pub line_timeout: Duration,
+    /// A probe round PINGs every line again after this long. Default 250 ms.
+    pub probe_interval: Duration,
+    /// A probe round without any answer ends after this long: one failed attempt.
+    /// Default 4 s.
+    pub probe_timeout: Duration,
+    /// After the first answer of a round, wait this long for faster lines' answers
+    /// (the round ends earlier once every line answered). Default 50 ms.
+    pub probe_grace: Duration,
+    /// Failed probe rounds in a row before the connection closes with
+    /// [`Unreachable`](crate::event::CloseReason::Unreachable). Default 10.
+    pub max_retries: u32,
+    /// Move to a line that stays clearly faster than the current one. Default `None`
+    /// (off): the client leaves a line only when it fails.
+    pub faster_line: Option<FasterLine>,
 }
 
 impl Default for ClientConfig {
@@ -159,14 +178,94 @@ impl Default for ClientConfig {
             session: SessionConfig::default(),
             max_collision_retries: 3,
             seed: 0,
+            line_timeout: Duration::from_millis(500),
+            probe_interval: Duration::from_millis(250),
+            probe_timeout: Duration::from_secs(4),
+            probe_grace: Duration::from_millis(50),
+            max_retries: 10,
+            faster_line: None,
         }
     }
 }
 
 impl ClientConfig {
-    /// Checks the settings; [`Connection::new`](crate::client::Connection::connect) calls it.
+    /// Checks the settings; [`Connection::connect`](crate::client::Connection::connect) calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.session.validate()
+        self.session.validate()?;
+        if self.line_timeout.is_zero() {
+            return Err(ConfigError::Invalid("line_timeout must be above zero"));
+        }
+        if self.probe_interval.is_zero() || self.probe_interval > self.probe_timeout {
+            return Err(ConfigError::Invalid(
+                "probe_interval must be above zero and at most probe_timeout",
+            ));
+        }
+        if self.probe_grace >= self.probe_timeout {
+            return Err(ConfigError::Invalid(
+                "probe_grace must be shorter than probe_timeout",
+            ));
+        }
+        if self.max_retries == 0 {
+            return Err(ConfigError::Invalid("max_retries must be at least 1"));
+        }
+        if let Some(faster) = &self.faster_line {
+            faster.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// When a client moves, unasked, to a faster line
+/// ([`ClientConfig::faster_line`]). The hysteresis: a candidate must beat the current
+/// line by both margins in `confirmations` checks in a row, and a line that failed
+/// within `failure_memory` is never a candidate, so a flapping line cannot pull the
+/// session back and forth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FasterLine {
+    /// How often all lines are probed while the current one is healthy (one PING per
+    /// line per check). Default 10 s.
+    pub check_interval: Duration,
+    /// The candidate's RTT must be at most this percentage of the current line's.
+    /// Default 70.
+    pub max_rtt_percent: u8,
+    /// ... and at least this much lower. Default 20 ms.
+    pub min_gain: Duration,
+    /// Checks in a row the same candidate must win. Default 3.
+    pub confirmations: u8,
+    /// A line that failed this recently is not a candidate. Default 60 s.
+    pub failure_memory: Duration,
+}
+
+impl Default for FasterLine {
+    fn default() -> Self {
+        FasterLine {
+            check_interval: Duration::from_secs(10),
+            max_rtt_percent: 70,
+            min_gain: Duration::from_millis(20),
+            confirmations: 3,
+            failure_memory: Duration::from_secs(60),
+        }
+    }
+}
+
+impl FasterLine {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.check_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "faster_line.check_interval must be above zero",
+            ));
+        }
+        if self.max_rtt_percent == 0 || self.max_rtt_percent >= 100 {
+            return Err(ConfigError::Invalid(
+                "faster_line.max_rtt_percent must be within 1..=99",
+            ));
+        }
+        if self.confirmations == 0 {
+            return Err(ConfigError::Invalid(
+                "faster_line.confirmations must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +275,9 @@ pub enum ConfigError {
     /// The KCP engine refused its settings.
     #[error("KCP engine settings: {0}")]
     Arq(crate::arq::ArqConfigError),
+    /// The client's line list cannot be used.
+    #[error("lines: {0}")]
+    Lines(#[from] crate::line::LinesError),
     /// A session or endpoint setting is out of range.
     #[error("invalid setting: {0}")]
     Invalid(&'static str),

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::line::Line;
 use crate::wire::FinReason;
 
 /// Why a session ended. Every session ends with exactly one `Closed` event carrying one
@@ -147,6 +148,46 @@ pub enum ClientEvent {
     /// The server kicked this client with an application reason code. Messages received
     /// before the kick have been delivered; `Closed(Kicked(reason))` follows.
     Kicked(u32),
+    /// The session moved onto a line: the first choice after connecting (`from` is
+    /// `None`), a failover, or a move to a faster line. `from == Some(to)` when the
+    /// failing line itself answered best (from a fresh socket).
+    Switched {
+        /// The line the session left.
+        from: Option<Line>,
+        /// The line it runs on now.
+        to: Line,
+        /// Why it moved.
+        reason: SwitchReason,
+    },
+    /// A probe round ended without any line answering: one failed attempt of
+    /// `max_retries`. The next round starts at once; the application may supply fresh
+    /// lines now ([`Connection::set_lines`](crate::client::Connection::set_lines)).
+    ProbeFailed {
+        /// Failed rounds in a row, this one included.
+        attempt: u32,
+        /// The limit: at `attempt == max_retries` the connection closes with
+        /// [`Unreachable`](CloseReason::Unreachable).
+        max_retries: u32,
+    },
     /// The connection ended; nothing more will happen on it.
     Closed(CloseReason),
+}
+
+/// Why a client's session moved to another line ([`ClientEvent::Switched`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SwitchReason {
+    /// The first line chosen after connecting (the fastest to answer).
+    Connect,
+    /// Nothing came back on the current line for `line_timeout` while something was
+    /// unacknowledged or a keepalive PING unanswered.
+    Silent,
+    /// The current line delivered an empty datagram (a proxy whose upstream refused).
+    EmptyDatagram,
+    /// The server behind the current line answered that it does not know the session,
+    /// and another line's server does.
+    ServerLost,
+    /// The application's new line list no longer holds the current line.
+    LineRemoved,
+    /// Another line stayed clearly faster ([`FasterLine`](crate::config::FasterLine)).
+    Faster,
 }

@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use net::{addr, connected, header, msg, Net, GATEWAY, SERVER};
 use nnet_core::config::{ClientConfig, EndpointConfig, SessionConfig};
 use nnet_core::event::{ClientEvent, CloseReason, RemoteChange, ServerEvent};
+use nnet_core::line::Line;
 use nnet_core::wire::{self, Cmd, Datagram, FinReason, Header, PathBlock, HEADER_LEN};
 
 fn client_config(seed: u64) -> ClientConfig {
@@ -234,13 +235,15 @@ fn a_client_retries_with_a_fresh_conv_after_a_collision() {
     // A raw client: NEW sn 0 on the same conv from elsewhere gets FIN(collision); the
     // real client reacts to such a FIN by restarting under a fresh conv.
     let b = net.connect("192.0.2.11:5000", SERVER, client_config(6));
-    net.run(Duration::from_millis(5));
+    // Probe answered (one 40 ms round trip), NEW on its way, not yet acknowledged.
+    net.run(Duration::from_millis(50));
+    assert!(net.clients[b].conn.current_line().is_some() && !connected(&net, b));
     let first_conv = net.clients[b].conn.conv();
     assert_ne!(first_conv, conv);
     // Deliver a FIN(collision) for b's conv from the server address.
     net.clients[b].conn.handle_datagram(
         net.now,
-        addr(SERVER),
+        Line::udp(addr(SERVER)),
         wire::fin(first_conv, FinReason::Collision),
     );
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, b)));
@@ -535,7 +538,10 @@ fn a_server_idle_timeout_reaches_the_client_as_fin_timeout() {
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(15));
     net.clients[c].conn.send(msg("confirming")).expect("send");
     assert!(net.run_until(Duration::from_secs(2), |n| n.server_messages().len() == 1));
-    // The client still hears the server but nothing it sends arrives.
+    // The session is confirmed (the client's ACK is the server's second datagram).
+    net.run(Duration::from_millis(100));
+    // The client still hears the server but nothing it sends arrives: its line goes
+    // suspect and its probes fail, but the server's FIN(timeout) reaches it.
     net.clients[c].mute = true;
     let idle = SessionConfig::fast().idle_timeout;
     assert!(net.run_until(idle + Duration::from_secs(2), |n| !n
@@ -546,30 +552,50 @@ fn a_server_idle_timeout_reaches_the_client_as_fin_timeout() {
 }
 
 #[test]
-fn a_client_sending_into_the_void_ends_with_dead_link() {
+fn a_client_sending_into_the_void_gives_up_as_unreachable() {
     let mut net = Net::new(server_config());
-    let mut config = client_config(16);
-    config.session.arq.dead_link = 5;
+    let config = ClientConfig {
+        max_retries: 3,
+        probe_timeout: Duration::from_secs(1),
+        ..client_config(16)
+    };
     let c = net.connect("192.0.2.10:5000", SERVER, config);
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
     net.clients[c].cut = true;
     net.clients[c].conn.send(msg("lost")).expect("send");
+    let cut_at = net.now;
     assert!(net.run_until(Duration::from_secs(20), |n| !n.client_closes(c).is_empty()));
-    assert_eq!(net.client_closes(c), vec![CloseReason::DeadLink]);
+    assert_eq!(net.client_closes(c), vec![CloseReason::Unreachable]);
+    // Suspect after the line timeout (500 ms), then three rounds of 1 s.
+    let took = net.now - cut_at;
+    assert!(
+        took >= Duration::from_millis(3500) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
 
 #[test]
-fn a_client_that_hears_nothing_times_out() {
+fn a_client_that_hears_nothing_suspects_its_line_after_an_unanswered_keepalive() {
     let mut net = Net::new(server_config());
-    let c = net.connect("192.0.2.10:5000", SERVER, client_config(17));
+    let config = ClientConfig {
+        max_retries: 2,
+        ..client_config(17)
+    };
+    let c = net.connect("192.0.2.10:5000", SERVER, config);
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+    net.run(Duration::from_millis(100));
     // Only keepalive PINGs go out (nothing to retransmit), and no PONG comes back.
     net.clients[c].cut = true;
-    let idle = SessionConfig::fast().idle_timeout;
-    assert!(net.run_until(idle + Duration::from_secs(2), |n| !n
-        .client_closes(c)
-        .is_empty()));
-    assert_eq!(net.client_closes(c), vec![CloseReason::Timeout]);
+    let cut_at = net.now;
+    assert!(net.run_until(Duration::from_secs(30), |n| n.clients[c].conn.is_probing()));
+    let keepalive = SessionConfig::fast().keepalive;
+    let suspected = net.now - cut_at;
+    assert!(
+        suspected >= keepalive && suspected <= keepalive + Duration::from_millis(600),
+        "{suspected:?}"
+    );
+    assert!(net.run_until(Duration::from_secs(20), |n| !n.client_closes(c).is_empty()));
+    assert_eq!(net.client_closes(c), vec![CloseReason::Unreachable]);
 }
 
 #[test]
@@ -587,9 +613,11 @@ fn every_fin_reason_ends_the_client_with_its_close_reason() {
         let conv = net.clients[c].conn.conv();
         // A FIN from anywhere but the current line is not believed.
         let now = net.now;
-        net.clients[c]
-            .conn
-            .handle_datagram(now, addr("203.0.113.99:1"), wire::fin(conv, reason));
+        net.clients[c].conn.handle_datagram(
+            now,
+            Line::udp(addr("203.0.113.99:1")),
+            wire::fin(conv, reason),
+        );
         net.run(Duration::from_millis(10));
         assert!(
             net.client_closes(c).is_empty(),
@@ -597,7 +625,7 @@ fn every_fin_reason_ends_the_client_with_its_close_reason() {
         );
         net.clients[c]
             .conn
-            .handle_datagram(now, addr(SERVER), wire::fin(conv, reason));
+            .handle_datagram(now, Line::udp(addr(SERVER)), wire::fin(conv, reason));
         net.run(Duration::from_millis(100));
         assert_eq!(net.client_closes(c), vec![expected], "{reason}");
         // Normal, kicked and timeout are answered once; reset is not.

@@ -6,7 +6,7 @@ use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
 use super::recv_buf::{Arrival, ReceiveBuffer};
-use super::rtt::RttEstimator;
+use super::rtt::{RttEstimator, RTO_MAX_MS};
 use super::send_buf::SendBuffer;
 use super::seq::diff;
 use super::stats::ArqStats;
@@ -718,6 +718,21 @@ impl Arq {
         };
         self.dead = false;
         true
+    }
+
+    /// The path to the peer changed (the client moved to another line, or the server
+    /// saw its client move): every segment in flight goes out again at the next flush
+    /// as if new (fresh RTO, retransmission and fast-ack counts cleared, no loss signal
+    /// for the congestion window), datagrams built for the old path and not yet polled
+    /// are dropped, and `rtt_ms` measured on the new path (a probe), if given, replaces
+    /// the RTT estimate. Cost: one pass over the segments in flight.
+    pub fn on_path_change(&mut self, rtt_ms: Option<u32>) {
+        if let Some(rtt) = rtt_ms {
+            let rtt = rtt.min(RTO_MAX_MS) as i32;
+            self.rtt.reseed(rtt, self.config.interval_ms);
+        }
+        self.stats.path_resends += self.sending.resend_all() as u64;
+        self.output = Output::default();
     }
 
     /// Starts both directions' sequence numbers at `sn` (tests of the wrap-around).

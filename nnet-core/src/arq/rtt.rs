@@ -35,8 +35,13 @@ impl RttEstimator {
     }
 
     /// Feeds one RTT sample (ms, never negative) taken from an ACK's echoed `ts`.
+    ///
+    /// The peer chooses the echoed `ts`, so a sample can be anything up to `i32::MAX`;
+    /// it is capped at [`RTO_MAX_MS`] first (ikcp.c overflows its `int` arithmetic
+    /// there; below the cap both agree exactly).
     #[inline]
     pub(crate) fn on_sample(&mut self, rtt: i32, interval: u32) {
+        let rtt = rtt.clamp(0, RTO_MAX_MS as i32);
         if self.srtt == 0 {
             self.srtt = rtt;
             self.rttval = rtt / 2;
@@ -47,6 +52,14 @@ impl RttEstimator {
         }
         let rto = (self.srtt as u32).wrapping_add(interval.max(4 * self.rttval as u32));
         self.rto = rto.max(self.min_rto as u32).min(RTO_MAX_MS) as i32;
+    }
+
+    /// Forgets the history and starts again from one sample (a new path, measured by a
+    /// probe).
+    pub(crate) fn reseed(&mut self, rtt: i32, interval: u32) {
+        self.srtt = 0;
+        self.rttval = 0;
+        self.on_sample(rtt, interval);
     }
 
     /// Current retransmission timeout, ms.
@@ -78,6 +91,16 @@ mod tests {
         assert_eq!(rtt.rttvar(), 40);
         // srtt + max(interval, 4 * rttvar) = 80 + 160
         assert_eq!(rtt.rto(), 240);
+    }
+
+    #[test]
+    fn forged_huge_samples_are_capped() {
+        let mut rtt = RttEstimator::new(false);
+        rtt.on_sample(i32::MAX, 100);
+        rtt.on_sample(i32::MAX, 100);
+        rtt.on_sample(1, 100);
+        assert_eq!(rtt.rto(), RTO_MAX_MS);
+        assert!(rtt.srtt() <= RTO_MAX_MS);
     }
 
     #[test]

@@ -239,6 +239,18 @@ impl SendBuffer {
             .map(move |(i, s)| (una.wrapping_add(i as u32), s))
     }
 
+    /// Marks every unacknowledged segment in flight as never sent (same sequence
+    /// number, fresh RTO and counters at the next flush); returns how many.
+    pub(crate) fn resend_all(&mut self) -> usize {
+        let mut count = 0;
+        for (_, segment) in self.iter_unacked_mut() {
+            segment.xmit = 0;
+            segment.fastack = 0;
+            count += 1;
+        }
+        count
+    }
+
     /// Takes every unacknowledged segment, in flight or queued, back to the queue as
     /// if never sent, numbered again from `una`.
     pub(crate) fn requeue_all(&mut self) {

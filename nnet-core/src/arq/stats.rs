@@ -14,6 +14,8 @@ pub struct ArqStats {
     pub timeout_retransmits: u64,
     /// Fast retransmissions.
     pub fast_retransmits: u64,
+    /// Segments sent again because the path changed ([`Arq::on_path_change`](super::Arq::on_path_change)).
+    pub path_resends: u64,
     /// ACK segments sent.
     pub acks_out: u64,
     /// Datagrams accepted by [`Arq::input`](super::Arq::input).

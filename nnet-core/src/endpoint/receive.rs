@@ -197,6 +197,9 @@ impl Endpoint {
         if let Some(cause) = moved {
             let previous = entry.remote;
             entry.remote = from;
+            // What is in flight went to the old remote: send it again now, from a
+            // fresh RTO, rather than after the old path's backed-off timeouts.
+            entry.session.arq_mut().on_path_change(None);
             entry.stats.remote_changes += 1;
             self.stats.remote_changes += 1;
             debug!(conv = first.conv, %previous, %from, ?cause, "remote changed");

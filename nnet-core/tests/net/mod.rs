@@ -13,6 +13,7 @@ use nnet_core::config::{ClientConfig, EndpointConfig};
 use nnet_core::endpoint::Endpoint;
 use nnet_core::event::{ClientEvent, ServerEvent};
 use nnet_core::gateway::fill_path_block;
+use nnet_core::line::Line;
 use nnet_core::wire::{Cmd, Header};
 
 pub const SERVER: &str = "10.0.0.1:7000";
@@ -77,7 +78,8 @@ impl Net {
     /// Adds a client at `client_addr` connecting to `remote` (the server or the
     /// gateway); returns its index.
     pub fn connect(&mut self, client_addr: &str, remote: &str, config: ClientConfig) -> usize {
-        let conn = Connection::connect(config, addr(remote), self.now).expect("client config");
+        let lines = [Line::udp(addr(remote))];
+        let conn = Connection::connect(config, &lines, self.now).expect("client config");
         self.clients.push(Client {
             addr: addr(client_addr),
             conn,
@@ -172,13 +174,15 @@ impl Net {
             // Server -> gateway upstream port: back to that client, from the gateway.
             let client = &mut self.clients[index];
             if !client.cut {
-                client.conn.handle_datagram(now, gateway, packet.payload);
+                client
+                    .conn
+                    .handle_datagram(now, Line::udp(gateway), packet.payload);
             }
         } else if let Some(client) = self.clients.iter_mut().find(|c| c.addr == packet.to) {
             if !client.cut {
                 client
                     .conn
-                    .handle_datagram(now, packet.from, packet.payload);
+                    .handle_datagram(now, Line::udp(packet.from), packet.payload);
             }
         } else {
             self.injected_replies.push(packet);
@@ -207,7 +211,7 @@ impl Net {
                     self.in_flight.push(Packet {
                         at,
                         from: client.addr,
-                        to: transmit.to,
+                        to: transmit.line.addr,
                         payload: transmit.payload,
                     });
                 }

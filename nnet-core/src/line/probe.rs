@@ -1,81 +1,14 @@
-//! A client's lines and the probe rounds that choose among them (PROTOCOL.md section
-//! 6). Pure bookkeeping: the [`Connection`](crate::client::Connection) sends the PINGs
-//! this module asks for and hands it the PONGs that come back.
+//! One probe round over a client's lines (PROTOCOL.md section 6).
 //!
-//! A probe round PINGs every line at once, again every `probe_interval`, until
-//! `probe_timeout`. The first answer opens a short grace period; when it ends, the
-//! round picks the lowest RTT among the lines that answered (and, for an established
-//! session, that still know it). A round with no answer at all is one failed attempt.
+//! A round PINGs every line at once, again every `probe_interval`, until
+//! `probe_timeout`. The first answer opens a short grace period; when it ends (or as
+//! soon as every line answered), the round picks the lowest RTT among the lines that
+//! answered and, for an established session, still know it. A round with no answer at
+//! all is one failed attempt.
 
-// The probe round is wired into the client's failover next (issue 5); until then only
-// its tests use it.
-#![cfg_attr(not(test), allow(dead_code))]
-
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// How datagrams travel on a line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// One datagram per UDP packet.
-    Udp,
-    /// One datagram per frame (2-byte big-endian length, then the datagram) on a TCP
-    /// stream, where UDP is blocked.
-    Tcp,
-}
-
-/// One way to reach the server: usually a proxy or gateway in front of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Line {
-    /// UDP or TCP.
-    pub transport: Transport,
-    /// The proxy's (or server's) address.
-    pub addr: SocketAddr,
-}
-
-impl Line {
-    /// A UDP line to `addr`.
-    pub fn udp(addr: SocketAddr) -> Line {
-        Line {
-            transport: Transport::Udp,
-            addr,
-        }
-    }
-}
-
-/// What one line has shown so far; readable from the client's stats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LineStats {
-    /// PINGs sent on the line.
-    pub pings: u64,
-    /// PONGs received on the line.
-    pub pongs: u64,
-    /// Smoothed probe RTT, if the line ever answered.
-    pub srtt: Option<Duration>,
-    /// Last probe RTT.
-    pub last_rtt: Option<Duration>,
-}
-
-impl LineStats {
-    /// Folds one RTT sample in (weight 1/8, like TCP's SRTT).
-    pub(crate) fn on_rtt(&mut self, rtt: Duration) {
-        self.pongs += 1;
-        self.last_rtt = Some(rtt);
-        self.srtt = Some(match self.srtt {
-            None => rtt,
-            Some(srtt) => (srtt * 7 + rtt) / 8,
-        });
-    }
-
-    /// Share of PINGs that went unanswered, 0.0 to 1.0.
-    pub fn loss(&self) -> f64 {
-        if self.pings == 0 {
-            0.0
-        } else {
-            1.0 - (self.pongs.min(self.pings) as f64 / self.pings as f64)
-        }
-    }
-}
+use super::set::LineId;
 
 /// How a probe round ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +16,7 @@ pub(crate) enum RoundOutcome {
     /// Still probing.
     Pending,
     /// The best line that answered (and knows the session, when that is required).
-    Chosen { line: usize, rtt: Duration },
+    Chosen { line: LineId, rtt: Duration },
     /// Lines answered, but none knows the session: the server lost it.
     Unknown,
     /// No line answered within the probe timeout: one failed attempt.
@@ -94,19 +27,21 @@ pub(crate) enum RoundOutcome {
 #[derive(Clone, Copy, Debug)]
 struct Sent {
     probe_id: u32,
-    line: usize,
+    line: LineId,
     at: Instant,
 }
 
-/// One PONG received in a round.
-#[derive(Clone, Copy, Debug)]
-struct Answer {
-    line: usize,
-    rtt: Duration,
-    known: bool,
+/// The first PONG received from a line in a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub line: LineId,
+    pub rtt: Duration,
+    /// The server behind the line holds a live session for the conv probed.
+    pub known: bool,
 }
 
-/// A probe round over all lines.
+/// A probe round over all lines. Memory: one entry per PING sent and per answer (at
+/// most `probe_timeout / probe_interval` PINGs per line).
 #[derive(Clone, Debug)]
 pub(crate) struct ProbeRound {
     started: Instant,
@@ -131,13 +66,18 @@ impl ProbeRound {
         }
     }
 
+    /// When the round started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Whether PINGs are due at `now`.
     pub(crate) fn pings_due(&self, now: Instant) -> bool {
         now >= self.next_send
     }
 
     /// Records a PING with `probe_id` sent on `line` at `now`.
-    pub(crate) fn on_ping(&mut self, line: usize, probe_id: u32, now: Instant) {
+    pub(crate) fn on_ping(&mut self, line: LineId, probe_id: u32, now: Instant) {
         self.sent.push(Sent {
             probe_id,
             line,
@@ -150,11 +90,16 @@ impl ProbeRound {
         self.next_send = now + interval;
     }
 
+    /// Makes the next PINGs due at once (new lines joined the round).
+    pub(crate) fn ping_now(&mut self, now: Instant) {
+        self.next_send = self.next_send.min(now);
+    }
+
     /// A PONG for `probe_id` came back from `line`; returns its RTT if it matches a
     /// PING of this round on that line.
     pub(crate) fn on_pong(
         &mut self,
-        line: usize,
+        line: LineId,
         probe_id: u32,
         known: bool,
         now: Instant,
@@ -164,11 +109,30 @@ impl ProbeRound {
             .iter()
             .find(|s| s.probe_id == probe_id && s.line == line)?;
         let rtt = now.saturating_duration_since(sent.at);
-        if !self.answers.iter().any(|a| a.line == line) {
+        if self.answer(line).is_none() {
             self.answers.push(Answer { line, rtt, known });
         }
         self.first_answer.get_or_insert(now);
         Some(rtt)
+    }
+
+    /// The first answer of `line` in this round.
+    pub(crate) fn answer(&self, line: LineId) -> Option<Answer> {
+        self.answers.iter().copied().find(|a| a.line == line)
+    }
+
+    /// Forgets `line` (it left the line list): its PINGs and answer no longer count.
+    pub(crate) fn forget(&mut self, line: LineId) {
+        self.sent.retain(|s| s.line != line);
+        self.answers.retain(|a| a.line != line);
+        if self.answers.is_empty() {
+            self.first_answer = None;
+        }
+    }
+
+    /// Whether every line PINGed in this round has answered.
+    pub(crate) fn all_answered(&self) -> bool {
+        self.sent.iter().all(|s| self.answer(s.line).is_some())
     }
 
     /// Where the round stands at `now`.
@@ -180,7 +144,8 @@ impl ProbeRound {
                 RoundOutcome::Pending
             };
         };
-        if now < first + grace && now < self.started + timeout {
+        let waiting = now < first + grace && now < self.started + timeout;
+        if waiting && !self.all_answered() {
             return RoundOutcome::Pending;
         }
         self.answers
@@ -220,7 +185,7 @@ mod tests {
         let t0 = Instant::now();
         let mut round = ProbeRound::new(t0, false);
         for line in 0..3 {
-            round.on_ping(line, 10 + line as u32, t0);
+            round.on_ping(line, 10 + line, t0);
         }
         round.pings_sent(t0, ms(250));
         assert_eq!(round.on_pong(2, 12, true, t0 + ms(40)), Some(ms(40)));
@@ -236,6 +201,27 @@ mod tests {
             RoundOutcome::Chosen {
                 line: 2,
                 rtt: ms(40)
+            }
+        );
+    }
+
+    #[test]
+    fn the_round_ends_without_the_grace_once_every_line_answered() {
+        let t0 = Instant::now();
+        let mut round = ProbeRound::new(t0, false);
+        round.on_ping(0, 1, t0);
+        round.on_ping(1, 2, t0);
+        round.on_pong(1, 2, true, t0 + ms(20));
+        assert_eq!(
+            round.outcome(t0 + ms(21), GRACE, TIMEOUT),
+            RoundOutcome::Pending
+        );
+        round.on_pong(0, 1, true, t0 + ms(30));
+        assert_eq!(
+            round.outcome(t0 + ms(30), GRACE, TIMEOUT),
+            RoundOutcome::Chosen {
+                line: 1,
+                rtt: ms(20)
             }
         );
     }
@@ -273,8 +259,23 @@ mod tests {
         lost.on_ping(0, 1, t0);
         lost.on_pong(0, 1, false, t0 + ms(10));
         assert_eq!(
-            lost.outcome(t0 + ms(100), GRACE, TIMEOUT),
+            lost.outcome(t0 + ms(10), GRACE, TIMEOUT),
             RoundOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn a_forgotten_line_no_longer_counts() {
+        let t0 = Instant::now();
+        let mut round = ProbeRound::new(t0, false);
+        round.on_ping(0, 1, t0);
+        round.on_ping(1, 2, t0);
+        round.on_pong(0, 1, true, t0 + ms(10));
+        round.forget(0);
+        assert_eq!(round.answer(0), None);
+        assert_eq!(
+            round.outcome(t0 + ms(100), GRACE, TIMEOUT),
+            RoundOutcome::Pending
         );
     }
 
@@ -295,17 +296,5 @@ mod tests {
             round.outcome(t0 + TIMEOUT, GRACE, TIMEOUT),
             RoundOutcome::NoAnswer
         );
-    }
-
-    #[test]
-    fn line_stats_smooth_rtt_and_count_loss() {
-        let mut stats = LineStats {
-            pings: 4,
-            ..LineStats::default()
-        };
-        stats.on_rtt(ms(80));
-        stats.on_rtt(ms(160));
-        assert_eq!(stats.srtt, Some(ms(90)));
-        assert_eq!(stats.loss(), 0.5);
     }
 }
