@@ -23,8 +23,7 @@ fuzz_target!(|data: &[u8]| {
             ArqConfig::default()
         }
     };
-    let (Ok(mut engine), Ok(mut peer)) = (Arq::new(CONV, &config), Arq::new(CONV, &config))
-    else {
+    let (Ok(mut engine), Ok(mut peer)) = (Arq::new(CONV, &config), Arq::new(CONV, &config)) else {
         return;
     };
     let largest_message = usize::from(config.recv_window) * config.mss();
@@ -43,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let before = engine.waiting_to_send();
                 if engine.input_bytes(now, Bytes::from(bytes)).is_err() {
-                    assert_eq!(engine.waiting_to_send(), before, "refused input changed state");
+                    assert_eq!(
+                        engine.waiting_to_send(),
+                        before,
+                        "refused input changed state"
+                    );
                 }
             }
             2 => {
@@ -65,10 +68,13 @@ fuzz_target!(|data: &[u8]| {
             5 => engine.flush(now),
             6 => {
                 for datagram in to_engine.drain(..) {
-                    engine.input_bytes(now, datagram).expect("peer output is valid");
+                    engine
+                        .input_bytes(now, datagram)
+                        .expect("peer output is valid");
                 }
                 for datagram in to_peer.drain(..) {
-                    peer.input_bytes(now, datagram).expect("engine output is valid");
+                    peer.input_bytes(now, datagram)
+                        .expect("engine output is valid");
                 }
             }
             _ => {

@@ -248,6 +248,9 @@ impl Connection {
     pub fn set_lines(&mut self, lines: &[Line], now: Instant) -> Result<(), LinesError> {
         self.now = now;
         let removed = self.lines.replace(lines)?;
+        // Probes not yet sent on lines that left are not sent at all.
+        let kept = &self.lines;
+        self.outbox.retain(|t| kept.find(&t.line).is_some());
         if let Some(choosing) = &mut self.choosing {
             for &id in &removed {
                 choosing.round.forget(id);
