@@ -608,11 +608,13 @@ impl Arq {
                 segment.rto = rx_rto;
                 segment.resend_at = current.wrapping_add(segment.rto + rto_margin);
             } else if diff(current, segment.resend_at) >= 0 {
-                segment.rto += match self.config.nodelay {
+                // Wrapping like ikcp.c's unsigned arithmetic (reached only with a huge
+                // dead-link setting, after years of back-off).
+                segment.rto = segment.rto.wrapping_add(match self.config.nodelay {
                     0 => segment.rto.max(rx_rto),
                     1 => segment.rto / 2,
                     _ => rx_rto / 2,
-                };
+                });
                 segment.resend_at = current.wrapping_add(segment.rto);
                 outcome.lost = true;
                 self.stats.timeout_retransmits += 1;
