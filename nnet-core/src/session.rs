@@ -308,6 +308,12 @@ impl Session {
         }
     }
 
+    /// Whether the session still has data to deliver: open, or flushing before its FIN.
+    /// (Once the FIN is out, a failing path only shortens the wait for its answer.)
+    pub(crate) fn delivering(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Flushing { .. })
+    }
+
     /// Whether the application may still send (the session is open).
     pub(crate) fn is_open(&self) -> bool {
         self.phase == Phase::Open

@@ -7,4 +7,9 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
+pub mod compare;
 pub mod link;
+pub mod proxy;
+pub mod scenario;
+pub mod world;

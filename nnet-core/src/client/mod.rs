@@ -283,7 +283,7 @@ impl Connection {
         let on_current = self.current_id() == Some(id);
         if payload.is_empty() {
             // What nginx sends back when its upstream refused a datagram.
-            if on_current && self.choosing.is_none() {
+            if on_current && self.choosing.is_none() && self.session.delivering() {
                 self.suspect(now, SwitchReason::EmptyDatagram);
                 self.after_activity(now);
             }
@@ -365,7 +365,7 @@ impl Connection {
         }
         if self.choosing.is_some() {
             self.drive_round(now);
-        } else if on_current && !known && self.established {
+        } else if on_current && !known && self.established && self.session.delivering() {
             debug!(
                 conv = self.conv(),
                 "the current line's server lost the session"
@@ -442,7 +442,7 @@ impl Connection {
                 .watchdog
                 .deadline(self.line_timeout())
                 .is_some_and(|at| now >= at)
-                && self.session.closed().is_none()
+                && self.session.delivering()
             {
                 self.suspect(now, SwitchReason::Silent);
             } else {
@@ -590,13 +590,13 @@ impl Connection {
         }
         let rtt_ms = rtt.as_millis().min(u128::from(u32::MAX)) as u32;
         let token = self.token;
-        let open = self.session.is_open();
         let arq = self.session.arq_mut();
         arq.on_path_change(Some(rtt_ms));
         // NEW until the server acknowledges on this line; an empty NEW if there is no
-        // data to carry the announcement.
+        // data to carry the announcement (also while closing: the server must learn
+        // the new remote to believe the FIN that comes from it).
         let _ = arq.set_announce(Some(token));
-        if self.established && open && arq.waiting_to_send() == 0 {
+        if self.established && arq.waiting_to_send() == 0 {
             arq.send_hello();
         }
         arq.flush(self.clock.ms(now));
@@ -713,8 +713,10 @@ impl Connection {
         if self.session.is_open() {
             at = at.min(self.keepalive_at());
         }
-        if let Some(watchdog) = self.watchdog.deadline(self.line_timeout()) {
-            at = at.min(watchdog);
+        if self.session.delivering() {
+            if let Some(watchdog) = self.watchdog.deadline(self.line_timeout()) {
+                at = at.min(watchdog);
+            }
         }
         if let Some(faster) = &self.faster {
             at = at.min(faster.deadline(self.config.probe_interval));
