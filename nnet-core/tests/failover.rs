@@ -30,13 +30,7 @@ fn exchange(
 ) {
     for k in numbers {
         at_step(world, k);
-        world.client.send(numbered("c", k)).expect("client send");
-        if let Some(conn) = world.server.find(world.client.conv()) {
-            world
-                .server
-                .send(conn, numbered("s", k))
-                .expect("server send");
-        }
+        world.send_both(k);
         world.run_for(every);
     }
 }

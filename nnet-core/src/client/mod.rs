@@ -442,7 +442,6 @@ impl Connection {
                 .watchdog
                 .deadline(self.line_timeout())
                 .is_some_and(|at| now >= at)
-                && self.session.delivering()
             {
                 self.suspect(now, SwitchReason::Silent);
             } else {
@@ -458,8 +457,11 @@ impl Connection {
         self.config.line_timeout.max(rto * 2)
     }
 
+    /// The watchdog waits only while the session still has data to deliver: once the
+    /// FIN is out, a silent line just shortens the wait for its answer.
     fn update_watchdog(&mut self, now: Instant) {
-        let waiting = self.session.arq().in_flight() > 0 || self.keepalive.is_some();
+        let waiting = self.session.delivering()
+            && (self.session.arq().in_flight() > 0 || self.keepalive.is_some());
         self.watchdog.set_waiting(waiting, now);
     }
 
@@ -713,10 +715,8 @@ impl Connection {
         if self.session.is_open() {
             at = at.min(self.keepalive_at());
         }
-        if self.session.delivering() {
-            if let Some(watchdog) = self.watchdog.deadline(self.line_timeout()) {
-                at = at.min(watchdog);
-            }
+        if let Some(watchdog) = self.watchdog.deadline(self.line_timeout()) {
+            at = at.min(watchdog);
         }
         if let Some(faster) = &self.faster {
             at = at.min(faster.deadline(self.config.probe_interval));

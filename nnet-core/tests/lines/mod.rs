@@ -349,6 +349,17 @@ impl World {
             .any(|(_, e)| matches!(e, ClientEvent::Connected { .. }))
     }
 
+    /// Message `k` from each side: `c<k>` from the client, `s<k>` from the server (once
+    /// it holds the session).
+    pub fn send_both(&mut self, k: usize) {
+        self.client.send(numbered("c", k)).expect("client send");
+        if let Some(conn) = self.server.find(self.client.conv()) {
+            self.server
+                .send(conn, numbered("s", k))
+                .expect("server send");
+        }
+    }
+
     /// The server's only session.
     pub fn conn(&self) -> nnet_core::event::ConnId {
         self.server
@@ -388,13 +399,7 @@ pub fn failover_trial(kill_at: Duration, every: Duration) -> (Duration, Duration
             world.set_mode(index, Mode::Down);
             killed_line = Some(world.now);
         }
-        world.client.send(numbered("c", k)).expect("client send");
-        if let Some(conn) = world.server.find(world.client.conv()) {
-            world
-                .server
-                .send(conn, numbered("s", k))
-                .expect("server send");
-        }
+        world.send_both(k);
         k += 1;
         world.run_for(every);
     }
