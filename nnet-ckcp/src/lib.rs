@@ -124,6 +124,18 @@ pub struct CKcp {
     output: Box<OutputQueue>,
 }
 
+impl std::fmt::Debug for CKcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let raw = self.raw();
+        f.debug_struct("CKcp")
+            .field("conv", &raw.conv)
+            .field("snd_nxt", &raw.snd_nxt)
+            .field("rcv_nxt", &raw.rcv_nxt)
+            .field("waiting", &self.wait_send())
+            .finish()
+    }
+}
+
 impl CKcp {
     /// Creates a C engine for `conv` with `config` applied.
     pub fn new(conv: u32, config: &CKcpConfig) -> Result<CKcp, CKcpError> {

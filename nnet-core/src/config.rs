@@ -148,6 +148,10 @@ pub struct ClientConfig {
     /// before the connection gives up with
     /// [`Collision`](crate::event::CloseReason::Collision). Default 3.
     pub max_collision_retries: u8,
+    /// The conv of the first attempt. `None` (the default) draws a random one from
+    /// `seed`; an application that numbers its conversations itself sets it. A collision
+    /// still retries with random convs. Must not be 0.
+    pub conv: Option<u32>,
     /// Seed of the connection's random choices (conv, session token). The adapters draw
     /// it from the operating system; a fixed seed makes a run repeatable.
     pub seed: u64,
@@ -177,6 +181,7 @@ impl Default for ClientConfig {
         ClientConfig {
             session: SessionConfig::default(),
             max_collision_retries: 3,
+            conv: None,
             seed: 0,
             line_timeout: Duration::from_millis(500),
             probe_interval: Duration::from_millis(250),
@@ -192,6 +197,9 @@ impl ClientConfig {
     /// Checks the settings; [`Connection::connect`](crate::client::Connection::connect) calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.session.validate()?;
+        if self.conv == Some(0) {
+            return Err(ConfigError::Invalid("conv must not be 0 (probes use it)"));
+        }
         if self.line_timeout.is_zero() {
             return Err(ConfigError::Invalid("line_timeout must be above zero"));
         }

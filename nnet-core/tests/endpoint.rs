@@ -226,35 +226,47 @@ fn another_token_on_a_live_conv_is_a_collision_or_a_forgery() {
 #[test]
 fn a_client_retries_with_a_fresh_conv_after_a_collision() {
     let mut net = Net::new(server_config());
-    // Two clients with the same seed draw the same conv and token: make the second
-    // draw another token by consuming a different seed but forcing the conv clash via
-    // a first client that is already established.
     let a = net.connect("192.0.2.10:5000", SERVER, client_config(5));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, a)));
     let conv = net.clients[a].conn.conv();
-    // A raw client: NEW sn 0 on the same conv from elsewhere gets FIN(collision); the
-    // real client reacts to such a FIN by restarting under a fresh conv.
-    let b = net.connect("192.0.2.11:5000", SERVER, client_config(6));
-    // Probe answered (one 40 ms round trip), NEW on its way, not yet acknowledged.
-    net.run(Duration::from_millis(50));
-    assert!(net.clients[b].conn.current_line().is_some() && !connected(&net, b));
-    let first_conv = net.clients[b].conn.conv();
-    assert_ne!(first_conv, conv);
-    // Deliver a FIN(collision) for b's conv from the server address.
-    net.clients[b].conn.handle_datagram(
-        net.now,
-        Line::udp(addr(SERVER)),
-        wire::fin(first_conv, FinReason::Collision),
+    // Another client (another seed, so another token) that starts on the same conv: the
+    // server answers its NEW sn = 0 with FIN(collision) and it retries under a fresh one.
+    let clashing = ClientConfig {
+        conv: Some(conv),
+        ..client_config(6)
+    };
+    let b = net.connect("192.0.2.11:5000", SERVER, clashing);
+    assert_eq!(
+        net.clients[b].conn.conv(),
+        conv,
+        "starts on the chosen conv"
     );
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, b)));
-    assert_ne!(
-        net.clients[b].conn.conv(),
-        first_conv,
-        "retried under another conv"
-    );
-    net.clients[b].conn.send(msg("still here")).expect("send");
+    let retried = net.clients[b].conn.conv();
+    assert_ne!(retried, conv, "retried under another conv");
+    assert_eq!(net.server.stats().collisions, 1);
+    net.clients[a].conn.send(msg("from a")).expect("send");
+    net.clients[b].conn.send(msg("from b")).expect("send");
     net.run(Duration::from_millis(300));
-    assert_eq!(net.server_messages(), vec![msg("still here")]);
+    let mut got = net.server_messages();
+    got.sort();
+    assert_eq!(got, vec![msg("from a"), msg("from b")]);
+    assert_eq!(net.server.len(), 2, "two sessions, neither hijacked");
+}
+
+#[test]
+fn a_conv_of_zero_is_refused() {
+    let config = ClientConfig {
+        conv: Some(0),
+        ..client_config(1)
+    };
+    let err = nnet_core::client::Connection::connect(
+        config,
+        &[Line::udp(addr(SERVER))],
+        std::time::Instant::now(),
+    )
+    .expect_err("conv 0 is the probes' conv");
+    assert!(err.to_string().contains("conv"), "{err}");
 }
 
 #[test]

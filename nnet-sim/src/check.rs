@@ -25,6 +25,8 @@ pub struct Expect {
     pub max_switches: Option<usize>,
     /// Every server must hold no session at the end.
     pub servers_empty_at_end: bool,
+    /// The scenario's own checks, beyond the common ones.
+    pub extra: Option<fn(&World) -> Vec<String>>,
 }
 
 /// Checks a finished run; returns every violation found, as text.
@@ -107,6 +109,7 @@ pub fn check(world: &World, expect: &Expect) -> Vec<String> {
             }
         }
     }
+    check_plain(world, &mut violations);
     check_faults(world, expect, &mut violations);
     if expect.servers_empty_at_end {
         for (s, server) in world.servers.iter().enumerate() {
@@ -118,14 +121,57 @@ pub fn check(world: &World, expect: &Expect) -> Vec<String> {
             }
         }
     }
-    if world.peak_sessions > world.clients.len() * 2 {
+    // Bounded memory: at most one session per client (nnet or plain) and one it may
+    // leave behind for a while, plus what an attacker can open.
+    let hosts = world.clients.len() + world.plain.len();
+    let forged = world
+        .spec
+        .faults
+        .iter()
+        .filter(|(_, f)| matches!(f, Fault::Forge { .. }))
+        .count();
+    if world.peak_sessions > hosts * 2 + forged {
         violations.push(format!(
-            "a server held {} sessions for {} clients",
-            world.peak_sessions,
-            world.clients.len()
+            "a server held {} sessions for {hosts} clients",
+            world.peak_sessions
         ));
     }
+    if let Some(extra) = expect.extra {
+        violations.extend(extra(world));
+    }
     violations
+}
+
+/// Plain KCP clients never close: everything each side sent must have arrived, once,
+/// in order, and the server must have seen each at its own address.
+fn check_plain(world: &World, violations: &mut Vec<String>) {
+    let empty = Vec::new();
+    for (i, host) in world.plain.iter().enumerate() {
+        let delivered = world.server_received.get(&host.conv).unwrap_or(&empty);
+        if *delivered != host.sent {
+            violations.push(format!(
+                "plain client {i}: the server delivered {} messages, not the {} sent in order",
+                delivered.len(),
+                host.sent.len()
+            ));
+        }
+        let sent = world.server_sent.get(&host.conv).unwrap_or(&empty);
+        if host.received != *sent {
+            violations.push(format!(
+                "plain client {i}: received {} messages, not the {} the server sent in order",
+                host.received.len(),
+                sent.len()
+            ));
+        }
+        for (conv, real_ip) in &world.real_ips {
+            if *conv == host.conv && *real_ip != host.addr {
+                violations.push(format!(
+                    "plain client {i}: the server saw it at {real_ip}, not {}",
+                    host.addr
+                ));
+            }
+        }
+    }
 }
 
 /// Failover and reset bounds after each fault.

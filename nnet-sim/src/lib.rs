@@ -9,7 +9,9 @@
 
 pub mod check;
 pub mod compare;
+pub mod forge;
 pub mod link;
+pub mod plain;
 pub mod proxy;
 pub mod scenario;
 pub mod world;

@@ -6,6 +6,7 @@
 //!   `0..N`; any failing seed is reported with the command that replays it.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -86,36 +87,77 @@ fn main() -> ExitCode {
                 None => SCENARIOS.iter().collect(),
             };
             let started = Instant::now();
-            let mut failures = 0;
-            for s in &chosen {
-                let mut failed = 0;
-                for seed in 0..seeds {
-                    let report = scenario::run(s, seed);
-                    if !report.passed() {
-                        failed += 1;
-                        failures += 1;
-                        println!(
-                            "FAIL {} seed {seed}: {}",
-                            s.name,
-                            report.violations.join("; ")
-                        );
-                        println!("     replay: cargo run --release -p nnet-sim -- run {} --seed {seed} --trace", s.name);
-                    }
-                }
-                println!("{:<22} {} seeds, {failed} failed", s.name, seeds);
-            }
+            let failures = sweep(&chosen, seeds);
             println!(
-                "{} runs in {:.1} s, {failures} failed",
+                "{} runs in {:.1} s, {} failed",
                 seeds * chosen.len() as u64,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                failures.len()
             );
-            if failures == 0 {
+            if failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+/// Runs every (scenario, seed) pair on all cores; prints a line per scenario and one per
+/// failing seed with its replay command, in a fixed order; returns the failures.
+fn sweep(chosen: &[&Scenario], seeds: u64) -> Vec<(usize, u64)> {
+    let jobs: Vec<(usize, u64)> = (0..chosen.len())
+        .flat_map(|s| (0..seeds).map(move |seed| (s, seed)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results: Vec<(usize, u64, Vec<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(s, seed)) = jobs.get(k) else {
+                            return done;
+                        };
+                        // The world stays on this thread (the C engine is not `Send`).
+                        let report = scenario::run(chosen[s], seed);
+                        done.push((s, seed, report.violations));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a sweep thread panicked"))
+            .collect()
+    });
+    results.sort_by_key(|r| (r.0, r.1));
+    let mut failures = Vec::new();
+    for (s, scenario) in chosen.iter().enumerate() {
+        let mine: Vec<_> = results.iter().filter(|r| r.0 == s).collect();
+        let mut failed = 0;
+        for (_, seed, violations) in mine.iter().filter(|r| !r.2.is_empty()) {
+            failed += 1;
+            failures.push((s, *seed));
+            println!(
+                "FAIL {} seed {seed}: {}",
+                scenario.name,
+                violations.join("; ")
+            );
+            println!(
+                "     replay: cargo run --release -p nnet-sim -- run {} --seed {seed} --trace",
+                scenario.name
+            );
+        }
+        println!(
+            "{:<22} {} seeds, {failed} failed",
+            scenario.name,
+            mine.len()
+        );
+    }
+    failures
 }
 
 fn summarize(report: &scenario::RunReport) {
@@ -131,6 +173,21 @@ fn summarize(report: &scenario::RunReport) {
                 .map(|s| (s.0, s.1, s.2, s.3))
                 .collect::<Vec<_>>(),
             c.closed
+        );
+    }
+    for (i, p) in world.plain.iter().enumerate().take(5) {
+        println!(
+            "  plain client {i} (C KCP, conv {}): sent {}, received {}, datagrams refused {}",
+            p.conv,
+            p.sent.len(),
+            p.received.len(),
+            p.refused
+        );
+    }
+    if !world.attacker_received.is_empty() {
+        println!(
+            "  attacker got {} datagrams back",
+            world.attacker_received.len()
         );
     }
     if report.passed() {

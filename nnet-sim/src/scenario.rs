@@ -3,11 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+use nnet_ckcp::CKcpConfig;
 use nnet_core::config::{ClientConfig, EndpointConfig};
 use nnet_core::event::CloseReason;
+use nnet_core::wire::{Cmd, Datagram, FinReason};
 
 use crate::check::{check, Expect};
+use crate::forge::{forged_conv, Forgery, ATTACKER};
 use crate::link::LinkConfig;
+use crate::plain::PlainClientSpec;
 use crate::world::{
     ClientSpec, Fault, GatewaySpec, LineSpec, TraceLine, Upstream, Workload, World, WorldSpec,
 };
@@ -108,6 +112,7 @@ fn basic(seed: u64, lines: usize, loss: f64) -> WorldSpec {
         balancers: Vec::new(),
         gateways: gateways(lines),
         clients: vec![client(client_lines, realtime(6), Some(secs(8)))],
+        plain_clients: Vec::new(),
         faults: Vec::new(),
         duration: secs(20),
     }
@@ -328,14 +333,104 @@ pub const SCENARIOS: &[Scenario] = &[
         build: |seed| balanced(seed, false),
     },
     Scenario {
-        name: "many-clients",
-        about: "200 clients on two lines each, one server",
+        name: "gateway-restart",
+        about: "the gateway of the current line restarts and forgets its proxy sessions",
+        build: |seed| {
+            let mut spec = basic(seed, 2, 0.0);
+            spec.faults = vec![(secs(3), Fault::GatewayRestart(0))];
+            let expect = Expect {
+                max_switches: Some(1),
+                ..graceful()
+            };
+            (spec, expect)
+        },
+    },
+    Scenario {
+        name: "conv-collision",
+        about: "a second client starts on the conv of a live one: FIN(collision), it \
+                retries with a fresh conv, neither session is disturbed",
+        build: |seed| {
+            let mut spec = basic(seed, 2, 0.01);
+            spec.clients[0].config.conv = Some(clashing_conv(seed));
+            let mut second = spec.clients[0].clone();
+            second.start_at = ms(500);
+            spec.clients.push(second);
+            let expect = Expect {
+                extra: Some(collision_resolved),
+                ..graceful()
+            };
+            (spec, expect)
+        },
+    },
+    Scenario {
+        name: "forged-new",
+        about: "an untrusted host forges NEWs (claiming the client's IP, on its conv, \
+                late) and a PUSH on its conv: none moves or steals the session",
+        build: |seed| {
+            let mut spec = basic(seed, 2, 0.0);
+            spec.faults = [
+                Forgery::NewClaimingVictimIp,
+                Forgery::NewOnVictimConv,
+                Forgery::LateNewOnVictimConv,
+                Forgery::PushOnVictimConv,
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(k, forgery)| {
+                (
+                    ms(2000 + 500 * k as u64),
+                    Fault::Forge { client: 0, forgery },
+                )
+            })
+            .collect();
+            let expect = Expect {
+                max_switches: Some(0),
+                extra: Some(forgeries_refused),
+                ..graceful()
+            };
+            (spec, expect)
+        },
+    },
+    Scenario {
+        name: "plain-kcp-mixed",
+        about: "three plain C KCP clients (ikcp.c, no lines) next to three nnet clients \
+                on one server, 1% loss",
         build: |seed| {
             let mut spec = basic(seed, 2, 0.01);
             let template = spec.clients[0].clone();
-            spec.clients = (0..200)
+            spec.clients = vec![template; 3];
+            spec.plain_clients = (0..3)
+                .map(|i| PlainClientSpec {
+                    server: 0,
+                    link: LinkConfig {
+                        jitter: ms(2),
+                        ..LinkConfig::with_latency(ms(30)).lossy(0.01)
+                    },
+                    // One with ikcp.c's defaults, two in its fast mode.
+                    config: if i == 0 {
+                        CKcpConfig::default()
+                    } else {
+                        CKcpConfig::fast()
+                    },
+                    workload: realtime(6),
+                    start_at: ms(100 * i as u64),
+                })
+                .collect();
+            // The server frees a plain session only after its idle timeout (30 s):
+            // plain KCP has no FIN.
+            spec.duration = secs(50);
+            (spec, graceful())
+        },
+    },
+    Scenario {
+        name: "many-clients",
+        about: "1,000 clients on two lines each, one server",
+        build: |seed| {
+            let mut spec = basic(seed, 2, 0.01);
+            let template = spec.clients[0].clone();
+            spec.clients = (0..1000)
                 .map(|i| ClientSpec {
-                    start_at: ms(i * 7),
+                    start_at: ms(i * 2),
                     workload: Workload {
                         messages: 100,
                         every: ms(50),
@@ -354,6 +449,75 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
 ];
+
+/// The conv both clients of `conv-collision` ask for.
+fn clashing_conv(seed: u64) -> u32 {
+    (seed as u32 ^ 0x5eed_c0de) | 1
+}
+
+/// `conv-collision`: the first client keeps its conv, the second moved to another one
+/// after the server's FIN(collision).
+fn collision_resolved(world: &World) -> Vec<String> {
+    let mut violations = Vec::new();
+    let convs: Vec<Option<u32>> = world.clients.iter().map(|c| c.conv).collect();
+    let wanted = clashing_conv(world.spec.seed);
+    if convs[0] != Some(wanted) {
+        violations.push(format!(
+            "client 0 ended on conv {:?}, not {wanted}",
+            convs[0]
+        ));
+    }
+    if convs[1].is_none() || convs[1] == Some(wanted) {
+        violations.push(format!(
+            "client 1 did not move off the clashing conv: {:?}",
+            convs[1]
+        ));
+    }
+    let collisions: u64 = world
+        .servers
+        .iter()
+        .map(|s| s.endpoint.stats().collisions)
+        .sum();
+    if collisions == 0 {
+        violations.push("the server answered no FIN(collision)".into());
+    }
+    violations
+}
+
+/// `forged-new`: the forged session got the attacker's address as its real IP, the NEW
+/// on the live conv got FIN(collision), the late NEW and the PUSH were dropped.
+fn forgeries_refused(world: &World) -> Vec<String> {
+    let mut violations = Vec::new();
+    let Some(conv) = world.clients[0].conv else {
+        return vec!["the victim never connected".into()];
+    };
+    let forged: Vec<_> = world
+        .real_ips
+        .iter()
+        .filter(|(c, _)| *c == forged_conv(conv))
+        .collect();
+    if forged.is_empty() || forged.iter().any(|(_, ip)| *ip != ATTACKER) {
+        violations.push(format!(
+            "the forged session's real IP should be the attacker's {ATTACKER}: {forged:?}"
+        ));
+    }
+    let collision_fin = world.attacker_received.iter().any(|d| {
+        Datagram::parse(d.clone()).is_ok_and(|d| {
+            let h = d.first();
+            h.conv == conv && h.cmd == Cmd::Fin && h.frg == FinReason::Collision.as_u8()
+        })
+    });
+    if !collision_fin {
+        violations.push("the attacker got no FIN(collision) for the victim's conv".into());
+    }
+    let drops = &world.servers[0].endpoint.stats().drops;
+    if drops.forged_new == 0 || drops.wrong_remote == 0 {
+        violations.push(format!(
+            "forged NEW sn > 0 and PUSH from elsewhere not counted: {drops:?}"
+        ));
+    }
+    violations
+}
 
 /// Two gateways in front of a balancer spreading three servers; line 0 dies at 3 s.
 fn balanced(seed: u64, by_conv: bool) -> (WorldSpec, Expect) {

@@ -20,9 +20,11 @@ use nnet_core::endpoint::Endpoint;
 use nnet_core::event::{ClientEvent, CloseReason, ConnId, ServerEvent, SwitchReason};
 use nnet_core::line::Line;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
+use crate::forge::{forged_datagram, Forgery, ATTACKER};
 use crate::link::{Link, LinkConfig};
+use crate::plain::{plain_index, PlainClientSpec, PlainHost};
 use crate::proxy::{Proxy, Route, LISTEN_PORT};
 
 /// What one side's application sends: `messages` messages of `size` bytes, one every
@@ -120,6 +122,14 @@ pub enum Fault {
         /// Application reason.
         reason: u32,
     },
+    /// An attacker sends a forged datagram aimed at a client's session straight to the
+    /// server holding it (server 0 if none does).
+    Forge {
+        /// The victim's client index.
+        client: usize,
+        /// What is forged.
+        forgery: Forgery,
+    },
 }
 
 /// The whole world: settings of every host, the faults and how long to run.
@@ -140,6 +150,8 @@ pub struct WorldSpec {
     pub gateways: Vec<GatewaySpec>,
     /// Clients.
     pub clients: Vec<ClientSpec>,
+    /// Plain KCP clients (the C engine), straight to a server.
+    pub plain_clients: Vec<PlainClientSpec>,
     /// Faults at times since the start.
     pub faults: Vec<(Duration, Fault)>,
     /// How long the run lasts.
@@ -204,6 +216,9 @@ enum Wake {
     },
     ClientTimer(usize),
     ServerTimer(usize),
+    PlainTimer(usize),
+    PlainStart(usize),
+    PlainSend(usize),
     ClientStart(usize),
     ClientSend(usize),
     ClientClose(usize),
@@ -218,6 +233,8 @@ enum LinkRef {
     ClientDown(usize, usize),
     GatewayUp(usize),
     GatewayDown(usize),
+    PlainUp(usize),
+    PlainDown(usize),
 }
 
 /// A line of the trace: when and what.
@@ -243,6 +260,10 @@ pub struct World {
     pub balancers: Vec<Proxy>,
     /// Servers, by index.
     pub servers: Vec<ServerHost>,
+    /// Plain KCP clients, by index.
+    pub plain: Vec<PlainHost>,
+    /// Datagrams the attacker of [`Fault::Forge`] got back.
+    pub attacker_received: Vec<Bytes>,
     /// Messages each server sent, by conv.
     pub server_sent: HashMap<u32, Vec<Bytes>>,
     /// Messages servers delivered, by conv.
@@ -350,6 +371,17 @@ impl World {
                     .collect(),
             })
             .collect();
+        let plain = spec
+            .plain_clients
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // The application picks a conv for each plain client.
+                let mut rng = SmallRng::seed_from_u64(spec.seed ^ 0x706c_6169_6e00 ^ i as u64);
+                let conv = rng.random_range(1..=u32::MAX);
+                PlainHost::new(i, p, conv)
+            })
+            .collect();
         let mut world = World {
             rng: SmallRng::seed_from_u64(spec.seed),
             start,
@@ -362,6 +394,8 @@ impl World {
             gateway_links,
             balancers,
             servers,
+            plain,
+            attacker_received: Vec::new(),
             server_sent: HashMap::new(),
             server_received: HashMap::new(),
             real_ips: Vec::new(),
@@ -378,6 +412,10 @@ impl World {
             if let Some(close) = world.spec.clients[i].close_at {
                 world.schedule(start + close, Wake::ClientClose(i));
             }
+        }
+        for i in 0..world.plain.len() {
+            let at = start + world.spec.plain_clients[i].start_at;
+            world.schedule(at, Wake::PlainStart(i));
         }
         for i in 0..world.spec.faults.len() {
             let at = start + world.spec.faults[i].0;
@@ -426,12 +464,12 @@ impl World {
                 continue;
             };
             self.now = self.now.max(at);
-            self.handle(wake);
+            self.handle(at, wake);
         }
         self.now = end;
     }
 
-    fn handle(&mut self, wake: Wake) {
+    fn handle(&mut self, at: Instant, wake: Wake) {
         let now = self.now;
         match wake {
             Wake::Packet { from, to, payload } => {
@@ -439,6 +477,11 @@ impl World {
                 self.deliver(from, to, payload);
             }
             Wake::ClientTimer(i) => {
+                // Only the latest wake asked for counts; an earlier request replaced
+                // by a sooner one is stale.
+                if self.clients[i].timer_at != Some(at) {
+                    return;
+                }
                 self.clients[i].timer_at = None;
                 if let Some(conn) = &mut self.clients[i].conn {
                     if conn.poll_timeout().is_some_and(|t| t <= now) {
@@ -449,12 +492,48 @@ impl World {
                 self.after_client(i);
             }
             Wake::ServerTimer(s) => {
+                if self.servers[s].timer_at != Some(at) {
+                    return;
+                }
                 self.servers[s].timer_at = None;
                 let endpoint = &mut self.servers[s].endpoint;
                 if endpoint.poll_timeout().is_some_and(|t| t <= now) {
                     endpoint.handle_timeout(now);
                 }
                 self.after_server(s);
+            }
+            Wake::PlainTimer(i) => {
+                if self.plain[i].timer_at != Some(at) {
+                    return;
+                }
+                self.plain[i].timer_at = None;
+                let now_ms = self.ms();
+                self.plain[i].update(now_ms);
+                self.after_plain(i);
+            }
+            Wake::PlainStart(i) => {
+                let config = self.spec.plain_clients[i].config;
+                let now_ms = self.ms();
+                self.plain[i].start(&config, now_ms);
+                self.log(format!(
+                    "plain client {i} starts, conv {}",
+                    self.plain[i].conv
+                ));
+                self.schedule(now, Wake::PlainSend(i));
+                self.after_plain(i);
+            }
+            Wake::PlainSend(i) => {
+                let workload = self.spec.plain_clients[i].workload.clone();
+                let host = &mut self.plain[i];
+                if host.sent.len() >= workload.messages {
+                    return;
+                }
+                let m = message(&format!("p{i}"), host.sent.len(), workload.size);
+                host.send(m);
+                if host.sent.len() < workload.messages {
+                    self.schedule(now + workload.every, Wake::PlainSend(i));
+                }
+                self.after_plain(i);
             }
             Wake::ClientStart(i) => self.start_client(i),
             Wake::ClientSend(i) => self.client_send(i),
@@ -543,7 +622,8 @@ impl World {
         let starting = self
             .clients
             .iter()
-            .any(|c| c.conn.is_none() || c.conv.is_none());
+            .any(|c| c.conn.is_none() || c.conv.is_none())
+            || self.plain.iter().any(|p| !p.started());
         if more || starting || self.servers.iter().any(|s| !s.live.is_empty()) {
             let at = self.now + workload.every;
             self.schedule(at, Wake::ServerSend);
@@ -567,6 +647,22 @@ impl World {
                 let config = server_config(&self.spec, s, server.restarts);
                 server.endpoint = Endpoint::new(config, self.now).expect("valid server config");
                 server.live.clear();
+            }
+            Fault::Forge { client, forgery } => {
+                let conv = self.clients[client]
+                    .conv
+                    .or_else(|| self.clients[client].conn.as_ref().map(|c| c.conv()))
+                    .unwrap_or(1);
+                let server = (0..self.servers.len())
+                    .find(|&s| self.servers[s].endpoint.find(conv).is_some())
+                    .unwrap_or(0);
+                // A clock well ahead of the client's, so no freshness rule stops it.
+                let ts = u32::try_from(self.elapsed().as_millis())
+                    .unwrap_or(u32::MAX)
+                    .wrapping_add(100_000);
+                let payload = forged_datagram(forgery, conv, self.clients[client].ip, ts);
+                let to = self.servers[server].addr;
+                self.send(ATTACKER, to, payload);
             }
             Fault::Kick { client, reason } => {
                 if let Some(conv) = self.clients[client].conv {
@@ -614,6 +710,12 @@ impl World {
         if let Some((c, l)) = self.client_line_of(to) {
             return Some(LinkRef::ClientDown(c, l));
         }
+        if let Some(p) = plain_index(from, self.plain.len()) {
+            return Some(LinkRef::PlainUp(p));
+        }
+        if let Some(p) = plain_index(to, self.plain.len()) {
+            return Some(LinkRef::PlainDown(p));
+        }
         if let Some(g) = self.gateway_of(from.ip()) {
             return Some(LinkRef::GatewayUp(g));
         }
@@ -626,6 +728,8 @@ impl World {
             LinkRef::ClientDown(c, l) => &mut self.clients[c].lines[l].down,
             LinkRef::GatewayUp(g) => &mut self.gateway_links[g].0,
             LinkRef::GatewayDown(g) => &mut self.gateway_links[g].1,
+            LinkRef::PlainUp(p) => &mut self.plain[p].up,
+            LinkRef::PlainDown(p) => &mut self.plain[p].down,
         };
         (link, &mut self.rng)
     }
@@ -661,6 +765,11 @@ impl World {
                 conn.handle_datagram(now, id, payload);
             }
             self.after_client(c);
+        } else if let Some(p) = plain_index(to, self.plain.len()) {
+            self.plain[p].input(&payload);
+            self.after_plain(p);
+        } else if to == ATTACKER {
+            self.attacker_received.push(payload);
         } else if let Some(s) = self.servers.iter().position(|s| s.addr == to) {
             let now = self.now;
             self.servers[s].endpoint.handle_datagram(now, from, payload);
@@ -746,6 +855,31 @@ impl World {
             ClientEvent::ProbeFailed { .. } => {}
         }
         self.log(format!("client {i}: {event:?}"));
+    }
+
+    /// Milliseconds since the start: the plain clients' clock.
+    fn ms(&self) -> u32 {
+        u32::try_from(self.elapsed().as_millis()).unwrap_or(u32::MAX)
+    }
+
+    /// Sends a plain client's output and schedules its next update.
+    fn after_plain(&mut self, i: usize) {
+        let to = self.servers[self.spec.plain_clients[i].server].addr;
+        let from = self.plain[i].addr;
+        for payload in self.plain[i].take_output() {
+            self.send(from, to, payload);
+        }
+        let now_ms = self.ms();
+        if let Some(next) = self.plain[i].next_update_ms(now_ms) {
+            // `ikcp_check` answers "now" while a segment is due but the flush interval
+            // is not: its clock has millisecond steps, so the next step is the soonest.
+            let next = next.max(now_ms.saturating_add(1));
+            let at = self.start + Duration::from_millis(u64::from(next));
+            if self.plain[i].timer_at.is_none_or(|queued| at < queued) {
+                self.plain[i].timer_at = Some(at);
+                self.schedule(at, Wake::PlainTimer(i));
+            }
+        }
     }
 
     /// Drains a server's transmits and events and schedules its next timer.

@@ -32,18 +32,26 @@ fn fingerprint(
 ) -> (Vec<(std::time::Duration, String)>, Vec<Vec<bytes::Bytes>>) {
     let scenario = scenario::find(name).expect("scenario");
     let report = scenario::run(scenario, seed);
-    let received = report
-        .world
+    let world = &report.world;
+    let received = world
         .clients
         .iter()
         .map(|c| c.received.clone())
+        .chain(world.plain.iter().map(|p| p.received.clone()))
         .collect();
     (report.trace, received)
 }
 
 #[test]
 fn the_same_seed_replays_the_same_run_exactly() {
-    for name in ["loss-20", "line-death-3", "server-restart", "reorder-dup"] {
+    for name in [
+        "loss-20",
+        "line-death-3",
+        "server-restart",
+        "reorder-dup",
+        "plain-kcp-mixed",
+        "forged-new",
+    ] {
         let first = fingerprint(name, 7);
         assert!(!first.0.is_empty());
         assert_eq!(first, fingerprint(name, 7), "{name}: same seed, other run");
@@ -67,6 +75,32 @@ fn a_violation_is_reported_not_hidden() {
             .violations
             .iter()
             .any(|v| v.contains("still open") || v.contains("no close explains")),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn plain_clients_and_scenario_checks_are_checked_too() {
+    // Cut short, the plain C KCP clients have messages in flight: flagged.
+    let plain = scenario::find("plain-kcp-mixed").expect("scenario");
+    let report = scenario::run_for(plain, 1, std::time::Duration::from_secs(1));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.starts_with("plain client")),
+        "{:?}",
+        report.violations
+    );
+    // Ended before the attacker struck, the forged-new scenario's own checks fail.
+    let forged = scenario::find("forged-new").expect("scenario");
+    let report = scenario::run_for(forged, 1, std::time::Duration::from_millis(1900));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("FIN(collision)")),
         "{:?}",
         report.violations
     );

@@ -129,7 +129,10 @@ impl Connection {
         config.validate()?;
         let lines = LineSet::new(lines)?;
         let mut rng = SmallRng::seed_from_u64(config.seed);
-        let conv = fresh_conv(&mut rng);
+        // Drawn even when the settings name the conv, so the token depends on the seed
+        // alone.
+        let drawn = fresh_conv(&mut rng);
+        let conv = config.conv.unwrap_or(drawn);
         let token: Token = rng.random();
         let arq_config = ArqConfig {
             announce_room: true,
