@@ -22,10 +22,11 @@ pub struct SessionConfig {
     /// anyway. Default 5 s.
     pub linger: Duration,
     /// FIN transmissions when closing (the first one and its repeats, one per RTO) unless
-    /// the peer answers with its own FIN first. Default 3.
+    /// the peer answers with its own FIN first. Default 4: the FIN and up to 3 repeats
+    /// (PROTOCOL.md section 5).
     pub fin_sends: u8,
     /// KICK transmissions (one per RTO) before the server frees a kicked session that
-    /// never answered. Default 5.
+    /// never answered. Default 6: the KICK and up to 5 repeats (PROTOCOL.md section 5).
     pub kick_sends: u8,
 }
 
@@ -36,8 +37,8 @@ impl Default for SessionConfig {
             keepalive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
-            fin_sends: 3,
-            kick_sends: 5,
+            fin_sends: 4,
+            kick_sends: 6,
         }
     }
 }

@@ -125,11 +125,19 @@ impl Session {
     /// Starts a graceful close: no new sends; FIN once everything sent is acknowledged
     /// or `linger` has passed. Does nothing if the session is already ending.
     pub(crate) fn close(&mut self, now: Instant, now_ms: u32, config: &SessionConfig) {
+        self.begin_close(now, config);
+        self.advance(now, now_ms, config);
+    }
+
+    /// Like [`close`](Self::close), but the flush is only checked at the next
+    /// `handle_timeout`: for a client that is choosing a line, whose FIN must not go out
+    /// before the server learned the new line (the hello that follows a switch is
+    /// part of what the flush waits for).
+    pub(crate) fn begin_close(&mut self, now: Instant, config: &SessionConfig) {
         if self.phase == Phase::Open {
             self.phase = Phase::Flushing {
                 linger_until: now + config.linger,
             };
-            self.advance(now, now_ms, config);
         }
     }
 

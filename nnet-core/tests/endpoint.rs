@@ -316,7 +316,9 @@ fn kick_without_an_answer_frees_after_the_last_repeat() {
         .iter()
         .filter(|p| Datagram::parse(p.payload.clone()).is_ok_and(|d| d.first().cmd == Cmd::Kick))
         .count();
-    assert_eq!(kicks, 5, "kick_sends repeats");
+    let sends = usize::from(server_config().session.kick_sends);
+    assert_eq!(sends, 6, "the KICK and 5 repeats (PROTOCOL.md section 5)");
+    assert_eq!(kicks, sends);
     assert_eq!(net.server_closes(), vec![CloseReason::Kicked(1)]);
 }
 

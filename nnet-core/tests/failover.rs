@@ -143,6 +143,36 @@ fn a_dead_line_is_left_and_stays_left() {
 }
 
 #[test]
+fn a_close_during_a_probe_round_sends_its_fin_only_once_the_server_knows_the_new_line() {
+    let mut world = connected_world(&[20, 30], ClientConfig::default());
+    exchange(&mut world, 0..5, ms(50), |_, _| {});
+    // Idle, everything acknowledged: the unanswered keepalive makes line 0 suspect.
+    world.run_for(secs(1));
+    assert_eq!(world.client.arq().waiting_to_send(), 0);
+    world.set_mode(0, Mode::Down);
+    let end = world.now + secs(4);
+    assert!(
+        world.run_until(end, |w| w.client.is_probing()),
+        "line 0 suspected"
+    );
+    world.client.close(world.now);
+    world.run_for(secs(3));
+    assert_eq!(world.client_closed(), Some(CloseReason::Closed));
+    assert_eq!(world.server_messages(), stream("c", 5));
+    // The FIN came from the line the server had moved the session to: no FIN dropped as
+    // coming from a stranger, and the server freed the session at once.
+    assert_eq!(world.server.stats().drops.wrong_remote, 0);
+    assert!(world.server_events.iter().any(|(_, e)| matches!(
+        e,
+        ServerEvent::Closed {
+            reason: CloseReason::PeerClosed,
+            ..
+        }
+    )));
+    assert!(world.server.is_empty());
+}
+
+#[test]
 fn a_flapping_line_does_not_cause_ping_pong_switching() {
     for faster_line in [None, Some(FasterLine::default())] {
         let config = ClientConfig {

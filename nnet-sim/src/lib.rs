@@ -13,5 +13,6 @@ pub mod forge;
 pub mod link;
 pub mod plain;
 pub mod proxy;
+pub mod report;
 pub mod scenario;
 pub mod world;

@@ -3,13 +3,17 @@
 //! - `nnet-sim list`: the scenarios;
 //! - `nnet-sim run SCENARIO --seed N [--trace]`: one run, its violations (and trace);
 //! - `nnet-sim sweep --seeds N [--scenario NAME]`: every scenario (or one) over seeds
-//!   `0..N`; any failing seed is reported with the command that replays it.
+//!   `0..N`; any failing seed is reported with the command that replays it;
+//! - `nnet-sim report SCENARIO --seed N [--out DIR] [--client C]`: one run's metrics as
+//!   JSON and a client's timeline as SVG.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use nnet_sim::report;
 use nnet_sim::scenario::{self, Scenario, SCENARIOS};
 
 #[derive(Parser)]
@@ -33,6 +37,20 @@ enum Command {
         /// Print every traced event.
         #[arg(long)]
         trace: bool,
+    },
+    /// Runs one scenario and writes its metrics (JSON) and a client's timeline (SVG).
+    Report {
+        /// Scenario name (see `list`).
+        scenario: String,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory the two files go to.
+        #[arg(long, default_value = "target/nnet-sim")]
+        out: PathBuf,
+        /// Client whose timeline is drawn.
+        #[arg(long, default_value_t = 0)]
+        client: usize,
     },
     /// Runs every scenario (or one) over seeds 0..N.
     Sweep {
@@ -75,6 +93,35 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Report {
+            scenario,
+            seed,
+            out,
+            client,
+        } => {
+            let Some(found) = scenario::find(&scenario) else {
+                eprintln!("no scenario {scenario:?}; `nnet-sim list` shows them");
+                return ExitCode::from(2);
+            };
+            let recording = report::record(found, seed);
+            summarize(&recording.report);
+            match write_report(&recording.metrics, &out, client) {
+                Ok(files) => {
+                    for f in files {
+                        println!("  wrote {}", f.display());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("report: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if recording.report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Sweep { seeds, scenario } => {
             let chosen: Vec<&Scenario> = match scenario {
                 Some(name) => match scenario::find(&name) {
@@ -101,6 +148,21 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Writes `<scenario>-seed<N>.json` and `.svg` into `dir`; returns their paths.
+fn write_report(
+    metrics: &report::Metrics,
+    dir: &Path,
+    client: usize,
+) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let stem = format!("{}-seed{}", metrics.scenario, metrics.seed);
+    let json = dir.join(format!("{stem}.json"));
+    std::fs::write(&json, metrics.to_json())?;
+    let svg = dir.join(format!("{stem}.svg"));
+    std::fs::write(&svg, report::timeline_svg(metrics, client)?)?;
+    Ok(vec![json, svg])
 }
 
 /// Runs every (scenario, seed) pair on all cores; prints a line per scenario and one per

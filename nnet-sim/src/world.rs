@@ -277,6 +277,8 @@ pub struct World {
     /// Most datagrams in flight at once.
     pub peak_in_flight: usize,
     in_flight: usize,
+    /// Wakes handled in a row without the clock moving.
+    same_instant: u32,
     /// Set when the run stopped because time stood still (a host asking to be woken
     /// at the same instant over and over): a livelock, reported as a violation.
     pub stalled: Option<Duration>,
@@ -403,6 +405,7 @@ impl World {
             peak_sessions: 0,
             peak_in_flight: 0,
             in_flight: 0,
+            same_instant: 0,
             stalled: None,
             spec,
         };
@@ -446,16 +449,26 @@ impl World {
 
     /// Runs the whole schedule.
     pub fn run(&mut self) {
+        self.run_until(self.spec.duration);
+    }
+
+    /// Runs every event up to `until` since the start (at most the run's duration) and
+    /// leaves the clock there; call again to go on. A report samples the world this
+    /// way; running in steps gives the same run as running at once.
+    pub fn run_until(&mut self, until: Duration) {
         /// Wakes at one instant beyond which time is taken to stand still.
         const STALL: u32 = 200_000;
-        let end = self.start + self.spec.duration;
-        let mut same_instant = 0;
+        let end = self.start + until.min(self.spec.duration);
         while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
-            if at > end {
+            if at > end || self.stalled.is_some() {
                 break;
             }
-            same_instant = if at <= self.now { same_instant + 1 } else { 0 };
-            if same_instant > STALL {
+            self.same_instant = if at <= self.now {
+                self.same_instant + 1
+            } else {
+                0
+            };
+            if self.same_instant > STALL {
                 self.stalled = Some(self.elapsed());
                 return;
             }
@@ -466,7 +479,15 @@ impl World {
             self.now = self.now.max(at);
             self.handle(at, wake);
         }
-        self.now = end;
+        if self.stalled.is_none() {
+            self.now = self.now.max(end);
+        }
+    }
+
+    /// The links of a client's line: (client to gateway, gateway to client).
+    pub fn line_links(&self, client: usize, line: usize) -> (&Link, &Link) {
+        let l = &self.clients[client].lines[line];
+        (&l.up, &l.down)
     }
 
     fn handle(&mut self, at: Instant, wake: Wake) {

@@ -755,6 +755,12 @@ impl Arq {
         self.sending.unacked()
     }
 
+    /// Payload bytes sent and not yet acknowledged (headers not counted). Costs a walk
+    /// over the send window: for monitoring, not for every datagram.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.sending.unacked_bytes()
+    }
+
     /// Whether a segment was sent `dead_link` times without being acknowledged.
     pub fn is_dead(&self) -> bool {
         self.dead

@@ -88,6 +88,15 @@ impl SendBuffer {
         self.unacked
     }
 
+    /// Payload bytes of the segments sent and not acknowledged. Walks the window.
+    pub(crate) fn unacked_bytes(&self) -> usize {
+        self.slots
+            .range(..self.sent())
+            .filter(|s| !s.acked)
+            .map(|s| s.data.len())
+            .sum()
+    }
+
     /// Segments queued, not yet admitted to the window (`nsnd_que`).
     #[inline]
     pub(crate) fn queued(&self) -> usize {

@@ -375,3 +375,23 @@ fn a_datagram_of_another_conv_changes_nothing() {
     assert!(a.input_bytes(0, Bytes::from_static(&[1, 2, 3])).is_err());
     assert_eq!(a.stats().datagrams_refused, 2);
 }
+
+#[test]
+fn in_flight_bytes_count_payload_sent_and_not_acknowledged() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    a.send(message(0, 100)).expect("send");
+    a.send(message(1, 3000)).expect("send");
+    assert_eq!(a.in_flight_bytes(), 0, "queued is not in flight");
+    a.update(0);
+    assert_eq!(a.in_flight_bytes(), 3100);
+    assert_eq!(a.in_flight(), 4, "one segment, then three fragments");
+    while let Some(d) = a.poll_output() {
+        b.input_bytes(0, d).expect("input");
+    }
+    b.update(0);
+    while let Some(d) = b.poll_output() {
+        a.input_bytes(5, d).expect("input");
+    }
+    assert_eq!(a.in_flight_bytes(), 0);
+}

@@ -239,8 +239,12 @@ impl Connection {
     /// follows. During a probe round the flush waits for the chosen line.
     pub fn close(&mut self, now: Instant) {
         self.now = now;
-        let now_ms = self.clock.ms(now);
-        self.session.close(now, now_ms, &self.config.session);
+        if self.choosing.is_some() {
+            self.session.begin_close(now, &self.config.session);
+        } else {
+            let now_ms = self.clock.ms(now);
+            self.session.close(now, now_ms, &self.config.session);
+        }
         self.after_activity(now);
     }
 
