@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
         max_send_queue: 256,
         announce_room: data.first().is_some_and(|b| b & 2 == 2),
         max_message_size: 8 * 1024,
+        recent_ack: data.first().is_some_and(|b| b & 4 == 4),
+        ack_repeat: data.first().is_some_and(|b| b & 8 == 8),
         ..if data.first().is_some_and(|b| b & 1 == 1) {
             ArqConfig::fast()
         } else {

@@ -66,3 +66,19 @@ fn c_side_first_then_nnet_side_first() {
     let ms = transfer_both_ways(&mut c, &mut nnet, &sizes, rough_network(), 33, 600_000);
     eprintln!("finished in {ms} ms of simulated time");
 }
+
+#[test]
+fn nnet_loss_settings_with_a_plain_c_peer() {
+    // Time-based loss detection and repeated ACKs are policies of one side: a C peer
+    // sees ordinary PUSH and ACK segments.
+    let config = ArqConfig {
+        send_window: 128,
+        recent_ack: true,
+        ack_repeat: true,
+        ..ArqConfig::fast()
+    };
+    let (mut nnet, mut c) = pair(&config);
+    let sizes = sizes(10_000, 8_000, 4);
+    let ms = transfer_both_ways(&mut nnet, &mut c, &sizes, rough_network(), 44, 600_000);
+    eprintln!("finished in {ms} ms of simulated time");
+}

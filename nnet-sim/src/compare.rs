@@ -110,6 +110,12 @@ pub struct EngineSettings {
     /// `IKCP_FASTACK_CONSERVE`. The C engine here (from `kcp-io`) is always built that
     /// way, so `true` makes nnet behave like it.
     pub fastack_conserve: bool,
+    /// nnet only: time-based loss detection ([`ArqConfig::recent_ack`]), which `ikcp.c`
+    /// does not have. Off, nnet emits what the C engine emits.
+    pub recent_ack: bool,
+    /// nnet only: repeated ACKs for out-of-order segments ([`ArqConfig::ack_repeat`]),
+    /// which `ikcp.c` does not send.
+    pub ack_repeat: bool,
 }
 
 impl Default for EngineSettings {
@@ -125,11 +131,24 @@ impl Default for EngineSettings {
             recv_window: 256,
             mtu: 1400,
             fastack_conserve: true,
+            recent_ack: false,
+            ack_repeat: false,
         }
     }
 }
 
 impl EngineSettings {
+    /// The default settings with nnet's loss settings on: [time-based loss
+    /// detection](Self::recent_ack) and [repeated ACKs](Self::ack_repeat). The C engine
+    /// ignores them.
+    pub fn improved() -> EngineSettings {
+        EngineSettings {
+            recent_ack: true,
+            ack_repeat: true,
+            ..EngineSettings::default()
+        }
+    }
+
     /// nnet's config for these settings.
     pub fn arq_config(&self) -> ArqConfig {
         ArqConfig {
@@ -141,6 +160,8 @@ impl EngineSettings {
             recv_window: self.recv_window,
             mtu: self.mtu,
             fastack_conserve: self.fastack_conserve,
+            recent_ack: self.recent_ack,
+            ack_repeat: self.ack_repeat,
             ..ArqConfig::fast()
         }
     }
@@ -576,7 +597,7 @@ pub fn side_by_side(config: &CompareConfig) -> (Metrics, Metrics) {
     (run(EngineKind::Nnet, config), run(EngineKind::CKcp, config))
 }
 
-/// One line of the loss table: a scenario and a workload, both engines' metrics, each
+/// One line of the loss table: a scenario and a workload, the engines' metrics, each
 /// the mean over the seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -586,8 +607,11 @@ pub struct Row {
     pub workload: &'static str,
     /// Seeds the metrics are averaged over.
     pub seeds: usize,
-    /// nnet's metrics, mean over the seeds (`completed`: every run completed).
+    /// nnet with the improved settings, mean over the seeds (`completed`: every run
+    /// completed).
     pub nnet: Metrics,
+    /// nnet with the C engine's settings (its loss settings off), mean over the seeds.
+    pub nnet_as_c: Metrics,
     /// The C engine's metrics, mean over the seeds (`completed`: every run completed).
     pub c: Metrics,
 }
@@ -604,10 +628,16 @@ pub fn loss_link(loss: f64) -> LinkConfig {
     }
 }
 
-/// Runs every loss rate of [`LOSS_RATES`] over [`loss_link`] with the
-/// [bulk](Workload::bulk) and [real-time](Workload::real_time) workloads, both engines,
-/// once per seed; each row holds the means over the seeds.
+/// [`loss_table_with`] nnet's [improved](EngineSettings::improved) settings.
 pub fn loss_table(seeds: &[u64]) -> Vec<Row> {
+    loss_table_with(seeds, &EngineSettings::improved())
+}
+
+/// Runs every loss rate of [`LOSS_RATES`] over [`loss_link`] with the
+/// [bulk](Workload::bulk) and [real-time](Workload::real_time) workloads, once per seed:
+/// nnet with `improved`, nnet with the default settings (the C engine's) and the C
+/// engine. Each row holds the means over the seeds.
+pub fn loss_table_with(seeds: &[u64], improved: &EngineSettings) -> Vec<Row> {
     let mut rows = Vec::new();
     for loss in LOSS_RATES {
         for (name, workload) in [
@@ -615,18 +645,25 @@ pub fn loss_table(seeds: &[u64]) -> Vec<Row> {
             ("real-time", Workload::real_time()),
         ] {
             let mut nnet = Vec::with_capacity(seeds.len());
+            let mut nnet_as_c = Vec::with_capacity(seeds.len());
             let mut c = Vec::with_capacity(seeds.len());
             for &seed in seeds {
                 let config = CompareConfig::new(loss_link(loss), workload.clone(), seed);
-                let (ours, theirs) = side_by_side(&config);
-                nnet.push(ours);
+                let (same, theirs) = side_by_side(&config);
+                nnet_as_c.push(same);
                 c.push(theirs);
+                let config = CompareConfig {
+                    engine: improved.clone(),
+                    ..config
+                };
+                nnet.push(run(EngineKind::Nnet, &config));
             }
             rows.push(Row {
                 loss,
                 workload: name,
                 seeds: seeds.len(),
                 nnet: mean(&nnet),
+                nnet_as_c: mean(&nnet_as_c),
                 c: mean(&c),
             });
         }
@@ -652,27 +689,30 @@ fn mean(runs: &[Metrics]) -> Metrics {
     }
 }
 
-/// A Markdown table of `rows`: per scenario and workload, nnet and C side by side for
-/// each metric (a run that did not complete is marked with `*`).
+/// A Markdown table of `rows`: per scenario and workload, "nnet / C" for each metric,
+/// nnet with the improved settings (a run that did not complete is marked with `*`).
+/// A last line says whether nnet with the C engine's settings measured the same as C
+/// in every row, and names the rows where not.
 pub fn render_markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| loss | workload | completion nnet | completion C | p50 nnet | p50 C \
-         | p99 nnet | p99 C | retransmission nnet | retransmission C \
-         | wire B/B nnet | wire B/B C | datagrams nnet | datagrams C |\n",
+        "| loss | workload | completion nnet / C | p50 latency nnet / C \
+         | p99 latency nnet / C | retransmissions nnet / C \
+         | wire bytes per payload byte nnet / C | datagrams nnet / C |\n",
     );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     let completion = |m: &Metrics| {
         let mark = if m.completed { "" } else { "*" };
         format!("{:.2} s{mark}", m.completion.as_secs_f64())
     };
+    let name = |row: &Row| format!("{:.0}% {}", row.loss * 100.0, row.workload);
     for row in rows {
         let (a, b) = (&row.nnet, &row.c);
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "| {:.0}% | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
+            "| {:.0}% | {} | {} / {} | {} / {} ms | {} / {} ms | {:.3} / {:.3} | {:.3} / {:.3} | {} / {} |",
             row.loss * 100.0,
             row.workload,
             completion(a),
@@ -689,8 +729,27 @@ pub fn render_markdown(rows: &[Row]) -> String {
             b.datagrams,
         );
     }
-    if rows.iter().any(|r| !r.nnet.completed || !r.c.completed) {
+    if rows
+        .iter()
+        .any(|r| !r.nnet.completed || !r.nnet_as_c.completed || !r.c.completed)
+    {
         out.push_str("\n`*`: at least one run did not complete within the time limit.\n");
+    }
+    let differing: Vec<String> = rows
+        .iter()
+        .filter(|r| r.nnet_as_c != r.c)
+        .map(name)
+        .collect();
+    if differing.is_empty() {
+        out.push_str(
+            "\nnnet with the C engine's settings (`recent_ack` and `ack_repeat` off): identical to C in every row.\n",
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nnnet with the C engine's settings (`recent_ack` and `ack_repeat` off) differs from C in: {}.",
+            differing.join(", ")
+        );
     }
     out
 }
@@ -834,13 +893,17 @@ mod tests {
             workload: "bulk",
             seeds: 1,
             nnet: metrics.clone(),
+            nnet_as_c: metrics.clone(),
             c: Metrics {
                 completed: false,
-                ..metrics
+                ..metrics.clone()
             },
         };
-        let table = render_markdown(&[row]);
+        let table = render_markdown(std::slice::from_ref(&row));
         assert_eq!(table.lines().filter(|l| l.starts_with("| 5% |")).count(), 1);
-        assert!(table.contains("2.00 s*"));
+        assert!(table.contains("2.00 s / 2.00 s*"));
+        assert!(table.contains("differs from C in: 5% bulk."));
+        let same = Row { c: metrics, ..row };
+        assert!(render_markdown(&[same]).contains("identical to C in every row"));
     }
 }

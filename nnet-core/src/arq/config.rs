@@ -48,6 +48,21 @@ pub struct ArqConfig {
     /// the segment's last transmission (`IKCP_FASTACK_CONSERVE`; default `false` like
     /// the reference build; the `kcp-io` build of `ikcp.c` turns it on).
     pub fastack_conserve: bool,
+    /// Time-based loss detection (RACK, RFC 8985; not in the reference): a segment is
+    /// also retransmitted, like a fast retransmit, once a segment sent after it was
+    /// acknowledged and a round trip plus a quarter of the smoothed RTT have passed
+    /// since it was sent, however many ACKs came. Catches lost retransmissions and
+    /// losses among sparse sends long before the backed-off RTO. Sender-side only: the
+    /// wire is unchanged, the peer can be any KCP (default `false`, like `ikcp.c`).
+    pub recent_ack: bool,
+    /// Receiver side (not in the reference): the ACK of a segment that arrived above a
+    /// gap goes out once more at the next flush, unless the gap closed by then. No
+    /// later `una` covers such a segment, so with its one ACK lost the sender would
+    /// send it again for nothing. A repeat costs a 24-byte ACK, so it is sent only
+    /// while the recent share of duplicate arrivals (the sign of lost ACKs) times the
+    /// segment's size is more than that. The wire is unchanged, the peer can be any KCP
+    /// (default `false`, like `ikcp.c`).
+    pub ack_repeat: bool,
     /// Largest message [`Arq::send`](super::Arq::send) accepts, bytes (default 64 KiB;
     /// at most what [`MAX_FRAGMENTS`] fragments and the receive window hold).
     pub max_message_size: usize,
@@ -78,6 +93,8 @@ impl Default for ArqConfig {
             stream: false,
             dead_link: 20,
             fastack_conserve: false,
+            recent_ack: false,
+            ack_repeat: false,
             max_message_size: 64 * 1024,
             max_send_queue: 8192,
             announce_room: false,

@@ -2,9 +2,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::ack_repeat::DuplicateShare;
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
+use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, ReceiveBuffer};
 use super::rtt::{RttEstimator, RTO_MAX_MS};
 use super::send_buf::SendBuffer;
@@ -81,6 +83,8 @@ pub struct Arq {
     remote_window: u32,
     congestion: Congestion,
     rtt: RttEstimator,
+    /// Time-based loss detection ([`ArqConfig::recent_ack`]).
+    recent_ack: RecentAck,
     probe: u8,
     probe_at: u32,
     probe_wait: u32,
@@ -88,6 +92,13 @@ pub struct Arq {
 
     received: ReceiveBuffer,
     acks: Vec<(u32, u32)>,
+    /// ACKs to send once more at the next flush ([`ArqConfig::ack_repeat`]): those of
+    /// segments received since the last flush, then, at the flush, those of them still
+    /// above a gap.
+    repeat_acks: Vec<(u32, u32)>,
+    /// ACKs sent at the last flush to send again at this one.
+    repeating: Vec<(u32, u32)>,
+    duplicates: DuplicateShare,
 
     announce: Option<Token>,
     output: Output,
@@ -118,12 +129,16 @@ impl Arq {
                 incr: 0,
             },
             rtt: RttEstimator::new(config.nodelay != 0),
+            recent_ack: RecentAck::default(),
             probe: 0,
             probe_at: 0,
             probe_wait: 0,
             dead: false,
             received: ReceiveBuffer::new(config.recv_window),
             acks: Vec::new(),
+            repeat_acks: Vec::new(),
+            repeating: Vec::new(),
+            duplicates: DuplicateShare::default(),
             announce: None,
             output: Output::default(),
             stats: ArqStats::default(),
@@ -356,6 +371,9 @@ impl Arq {
             report.una_advanced = true;
             self.grow_window();
         }
+        if self.sending.unacked() == 0 {
+            self.recent_ack.clear();
+        }
         report
     }
 
@@ -396,7 +414,11 @@ impl Arq {
         if rtt >= 0 {
             self.rtt.on_sample(rtt, self.config.interval_ms);
         }
-        self.sending.ack(header.sn);
+        let newly_acked = self.sending.ack(header.sn);
+        if self.config.recent_ack && newly_acked && rtt >= 0 {
+            self.recent_ack
+                .on_delivered(header.sn, header.ts, rtt as u32);
+        }
         *max_ack = match *max_ack {
             None => Some((header.sn, header.ts)),
             Some((sn, ts))
@@ -420,12 +442,18 @@ impl Arq {
         }
         self.acks.push((header.sn, header.ts));
         let place = (payload_at, header.len as usize);
-        if self
+        let duplicate = self
             .received
             .insert_with(header.sn, header.frg, payload, place)
-            != Arrival::Stored
-        {
+            != Arrival::Stored;
+        if duplicate {
             self.stats.duplicate_segments_in += 1;
+        }
+        if self.config.ack_repeat {
+            self.duplicates.on_arrival(duplicate);
+            if self.duplicates.worth_repeating(header.len as usize) {
+                self.repeat_acks.push((header.sn, header.ts));
+            }
         }
     }
 
@@ -527,17 +555,26 @@ impl Arq {
         self.adjust_after_flush(outcome, window);
     }
 
+    /// Sends the ACKs of the segments received since the last flush, after the
+    /// repeated ones; returns the last one's `sn` and `ts`.
     fn emit_acks(&mut self, template: &Header) -> (u32, u32) {
+        let una = template.una;
+        let held = |&&(sn, _): &&(u32, u32)| diff(sn, una) >= 0;
         let mut last = (0, 0);
         let mut raw = template.to_bytes();
-        for &(sn, ts) in &self.acks {
+        for &(sn, ts) in self.repeating.iter().filter(held).chain(&self.acks) {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
             self.output.push(raw, &[], &[], self.config.mtu);
+            self.stats.acks_out += 1;
             last = (sn, ts);
         }
-        self.stats.acks_out += self.acks.len() as u64;
         self.acks.clear();
+        // Held above a gap, no `una` covers them if these ACKs are lost: once more next
+        // time, unless the gap closes.
+        self.repeating.clear();
+        self.repeating.extend(self.repeat_acks.iter().filter(held));
+        self.repeat_acks.clear();
         last
     }
 
@@ -597,6 +634,8 @@ impl Arq {
         } else {
             0
         };
+        let recent_ack = self.config.recent_ack.then_some(self.recent_ack);
+        let reordering_margin = self.rtt.srtt() / 4;
         let (cmd, extra) = match self.announce {
             Some(token) => (Cmd::New, announce_bytes(&token)),
             None => (Cmd::Push, [0; NEW_EXTRA_LEN]),
@@ -625,6 +664,13 @@ impl Arq {
                 segment.resend_at = current.wrapping_add(segment.rto);
                 outcome.fast_retransmits += 1;
                 self.stats.fast_retransmits += 1;
+            } else if recent_ack
+                .is_some_and(|r| r.is_lost(sn, segment.ts, current, reordering_margin))
+            {
+                segment.fastack = 0;
+                segment.resend_at = current.wrapping_add(segment.rto);
+                outcome.fast_retransmits += 1;
+                self.stats.recent_ack_retransmits += 1;
             } else {
                 continue;
             }
@@ -712,6 +758,9 @@ impl Arq {
         self.sending.requeue_all();
         self.conv = conv;
         self.acks.clear();
+        self.repeat_acks.clear();
+        self.repeating.clear();
+        self.recent_ack.clear();
         self.output = Output::default();
         self.congestion = Congestion {
             cwnd: 0,
@@ -734,6 +783,7 @@ impl Arq {
             self.rtt.reseed(rtt, self.config.interval_ms);
         }
         self.stats.path_resends += self.sending.resend_all() as u64;
+        self.recent_ack.clear();
         self.output = Output::default();
     }
 
@@ -772,6 +822,7 @@ impl Arq {
     pub fn is_idle(&self) -> bool {
         self.sending.is_empty()
             && self.acks.is_empty()
+            && self.repeating.is_empty()
             && self.probe == 0
             && !self.output.has_ready()
     }
@@ -811,6 +862,10 @@ impl Arq {
     pub fn release_idle_buffers(&mut self) {
         if self.acks.is_empty() {
             self.acks = Vec::new();
+        }
+        if self.repeat_acks.is_empty() && self.repeating.is_empty() {
+            self.repeat_acks = Vec::new();
+            self.repeating = Vec::new();
         }
         self.sending.release_idle();
         self.received.release_idle();

@@ -23,11 +23,18 @@
 //! On top, two settings serve nnet's session layer: NEW segments (data sent with the
 //! session token, [`Arq::set_announce`]) and the empty-message rule
 //! ([`ArqConfig::reserve_empty_messages`]). Neither is active by default.
+//!
+//! Two more settings, also off by default, do better than the reference under loss
+//! while staying wire-compatible with it: time-based loss detection
+//! ([`ArqConfig::recent_ack`], sender side) and repeated ACKs for out-of-order segments
+//! ([`ArqConfig::ack_repeat`], receiver side).
 
+mod ack_repeat;
 mod config;
 mod engine;
 mod error;
 mod output;
+mod recent_ack;
 mod recv_buf;
 mod rtt;
 mod send_buf;

@@ -12,8 +12,11 @@ pub struct ArqStats {
     pub data_segments_out: u64,
     /// Retransmissions on RTO expiry.
     pub timeout_retransmits: u64,
-    /// Fast retransmissions.
+    /// Fast retransmissions (after `fast_resend` later ACKs).
     pub fast_retransmits: u64,
+    /// Retransmissions of segments found lost by the time-based rule
+    /// ([`ArqConfig::recent_ack`](super::ArqConfig::recent_ack)).
+    pub recent_ack_retransmits: u64,
     /// Segments sent again because the path changed ([`Arq::on_path_change`](super::Arq::on_path_change)).
     pub path_resends: u64,
     /// ACK segments sent.

@@ -145,7 +145,27 @@ fn fast() -> ArqConfig {
     }
 }
 
+/// Fast mode with nnet's loss settings on.
+fn improved() -> ArqConfig {
+    ArqConfig {
+        recent_ack: true,
+        ack_repeat: true,
+        ..fast()
+    }
+}
+
 fn exactly_once_in_order(
+    sizes: Vec<u16>,
+    fates: Vec<Fate>,
+    back_fates: Vec<Fate>,
+    first_sn: u32,
+    start_ms: u32,
+) -> TestResult {
+    exactly_once_in_order_with(&fast(), sizes, fates, back_fates, first_sn, start_ms)
+}
+
+fn exactly_once_in_order_with(
+    config: &ArqConfig,
     sizes: Vec<u16>,
     fates: Vec<Fate>,
     back_fates: Vec<Fate>,
@@ -158,8 +178,8 @@ fn exactly_once_in_order(
         return TestResult::discard();
     }
     let sizes: Vec<usize> = sizes.iter().map(|s| usize::from(*s) % 5000 + 1).collect();
-    let mut a = Arq::new(CONV, &fast()).expect("config");
-    let mut b = Arq::new(CONV, &fast()).expect("config");
+    let mut a = Arq::new(CONV, config).expect("config");
+    let mut b = Arq::new(CONV, config).expect("config");
     a.start_sequences_at(first_sn);
     b.start_sequences_at(first_sn);
     let got = transfer(
@@ -187,6 +207,22 @@ fn exactly_once_in_order(
 fn delivery_is_exactly_once_in_order_under_any_loss_and_reordering() {
     QuickCheck::new().tests(200).quickcheck(
         exactly_once_in_order as fn(Vec<u16>, Vec<Fate>, Vec<Fate>, u32, u32) -> TestResult,
+    );
+}
+
+#[test]
+fn delivery_is_exactly_once_in_order_with_the_loss_settings() {
+    fn with_loss_settings(
+        sizes: Vec<u16>,
+        fates: Vec<Fate>,
+        back_fates: Vec<Fate>,
+        first_sn: u32,
+        start_ms: u32,
+    ) -> TestResult {
+        exactly_once_in_order_with(&improved(), sizes, fates, back_fates, first_sn, start_ms)
+    }
+    QuickCheck::new().tests(200).quickcheck(
+        with_loss_settings as fn(Vec<u16>, Vec<Fate>, Vec<Fate>, u32, u32) -> TestResult,
     );
 }
 
@@ -394,4 +430,166 @@ fn in_flight_bytes_count_payload_sent_and_not_acknowledged() {
         a.input_bytes(5, d).expect("input");
     }
     assert_eq!(a.in_flight_bytes(), 0);
+}
+
+/// Sequence numbers of the segments of `cmd` in `datagrams`.
+fn sns(datagrams: &[Bytes], cmd: Cmd) -> Vec<u32> {
+    datagrams
+        .iter()
+        .flat_map(|d| {
+            let datagram = Datagram::parse(d.clone()).expect("valid");
+            datagram
+                .segments()
+                .filter(|s| s.header.cmd == cmd)
+                .map(|s| s.header.sn)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn flush_at(engine: &mut Arq, now: u32) -> Vec<Bytes> {
+    engine.update(now);
+    std::iter::from_fn(|| engine.poll_output()).collect()
+}
+
+/// A sender sends segments 0 and 1 (one datagram each) at 0 ms; 0 is lost, 1 arrives
+/// and its ACK comes back at 50 ms. Returns the sender, after the ACK.
+fn sender_with_a_hole(config: &ArqConfig) -> Arq {
+    let mut a = Arq::new(CONV, config).expect("config");
+    let mut b = Arq::new(CONV, config).expect("config");
+    let full = config.mss();
+    a.send(message(0, full)).expect("send");
+    a.send(message(1, full)).expect("send");
+    let sent = flush_at(&mut a, 0);
+    assert_eq!(sns(&sent, Cmd::Push), vec![0, 1]);
+    assert_eq!(sent.len(), 2, "one segment per datagram");
+    b.input_bytes(25, sent[1].clone()).expect("input");
+    for ack in flush_at(&mut b, 25) {
+        a.input_bytes(50, ack).expect("input");
+    }
+    assert_eq!(a.srtt_ms(), 50);
+    a
+}
+
+#[test]
+fn recent_ack_resends_after_a_round_trip_and_a_quarter_not_before() {
+    // No ACK counting, and an RTO far away: only the time rule can resend segment 0.
+    let config = ArqConfig {
+        fast_resend: 0,
+        recent_ack: true,
+        ..fast()
+    };
+    let mut a = sender_with_a_hole(&config);
+    assert!(a.rto_ms() > 100);
+    // Segment 1, sent with 0, was acknowledged after 50 ms: segment 0 is lost once
+    // 50 ms and a quarter of the smoothed RTT (12 ms) have passed since it was sent.
+    assert!(sns(&flush_at(&mut a, 60), Cmd::Push).is_empty(), "at 60 ms");
+    assert_eq!(sns(&flush_at(&mut a, 70), Cmd::Push), vec![0], "at 70 ms");
+    assert_eq!(a.stats().recent_ack_retransmits, 1);
+    assert_eq!(a.stats().timeout_retransmits, 0);
+    // The retransmission is not lost again until something sent after it is
+    // acknowledged.
+    assert!(sns(&flush_at(&mut a, 150), Cmd::Push).is_empty());
+
+    // Without the setting, segment 0 waits for its RTO.
+    let config = ArqConfig {
+        recent_ack: false,
+        ..config
+    };
+    let mut a = sender_with_a_hole(&config);
+    assert!(sns(&flush_at(&mut a, 70), Cmd::Push).is_empty());
+    assert_eq!(a.stats().recent_ack_retransmits, 0);
+}
+
+#[test]
+fn recent_ack_finds_a_lost_retransmission() {
+    let config = ArqConfig {
+        fast_resend: 0,
+        recent_ack: true,
+        ..fast()
+    };
+    let mut a = sender_with_a_hole(&config);
+    let mut b = Arq::new(CONV, &config).expect("config");
+    // Segment 0 goes again at 70 ms and is lost again; segment 2, sent at 80 ms,
+    // arrives and is acknowledged at 130 ms.
+    assert_eq!(sns(&flush_at(&mut a, 70), Cmd::Push), vec![0]);
+    a.send(message(2, 10)).expect("send");
+    let sent = flush_at(&mut a, 80);
+    assert_eq!(sns(&sent, Cmd::Push), vec![2]);
+    for datagram in sent {
+        b.input_bytes(105, datagram).expect("input");
+    }
+    for ack in flush_at(&mut b, 105) {
+        a.input_bytes(130, ack).expect("input");
+    }
+    // Lost 50 ms (the last round trip) and a quarter of the smoothed RTT after 70 ms.
+    assert!(sns(&flush_at(&mut a, 130), Cmd::Push).is_empty());
+    assert_eq!(sns(&flush_at(&mut a, 140), Cmd::Push), vec![0]);
+    assert_eq!(a.stats().recent_ack_retransmits, 2);
+    assert_eq!(a.stats().timeout_retransmits, 0);
+}
+
+#[test]
+fn ack_repeat_sends_the_ack_of_a_held_segment_once_more() {
+    let config = ArqConfig {
+        ack_repeat: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    let full = config.mss();
+    for i in 0..3 {
+        a.send(message(i, full)).expect("send");
+    }
+    let sent = flush_at(&mut a, 0);
+    assert_eq!(sent.len(), 3);
+    let (first, second, third) = (&sent[0], &sent[1], &sent[2]);
+    let receive = |config: &ArqConfig| {
+        let mut b = Arq::new(CONV, config).expect("config");
+        // Segment 1 arrives over a gap, and again and again: its ACKs are being lost.
+        for _ in 0..6 {
+            b.input_bytes(5, second.clone()).expect("input");
+        }
+        assert_eq!(sns(&flush_at(&mut b, 10), Cmd::Ack), vec![1; 6]);
+        b
+    };
+    let mut b = receive(&config);
+    assert_eq!(
+        sns(&flush_at(&mut b, 20), Cmd::Ack),
+        vec![1],
+        "segment 1 is still held above the gap: its ACK once more"
+    );
+    assert!(sns(&flush_at(&mut b, 30), Cmd::Ack).is_empty(), "only once");
+
+    // Once the gap closes, the `una` of any datagram covers the held segment.
+    let mut b = receive(&config);
+    b.input_bytes(15, first.clone()).expect("input");
+    assert_eq!(sns(&flush_at(&mut b, 20), Cmd::Ack), vec![0]);
+
+    // A segment arriving in order is not repeated either.
+    b.input_bytes(25, third.clone()).expect("input");
+    assert_eq!(sns(&flush_at(&mut b, 30), Cmd::Ack), vec![2]);
+    assert!(sns(&flush_at(&mut b, 40), Cmd::Ack).is_empty());
+
+    // Off (the reference's behaviour): never repeated.
+    let mut b = receive(&fast());
+    assert!(sns(&flush_at(&mut b, 20), Cmd::Ack).is_empty());
+}
+
+#[test]
+fn ack_repeat_waits_for_duplicates_to_show_lost_acks() {
+    let config = ArqConfig {
+        ack_repeat: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    a.send(message(0, config.mss())).expect("send");
+    a.send(message(1, config.mss())).expect("send");
+    let sent = flush_at(&mut a, 0);
+    let mut b = Arq::new(CONV, &config).expect("config");
+    b.input_bytes(5, sent[1].clone()).expect("input");
+    assert_eq!(sns(&flush_at(&mut b, 10), Cmd::Ack), vec![1]);
+    assert!(
+        sns(&flush_at(&mut b, 20), Cmd::Ack).is_empty(),
+        "no duplicate seen yet: no sign that ACKs get lost"
+    );
 }

@@ -1,0 +1,76 @@
+//! When to send an ACK twice, for [`ArqConfig::ack_repeat`](super::ArqConfig::ack_repeat).
+//!
+//! An ACK of a segment that arrived above a gap is the sender's only news of it: no
+//! `una` covers the segment until the gap closes. If that one ACK is lost, the sender
+//! sends the segment again for nothing. Repeating the ACK at the next flush costs one
+//! ACK (24 bytes); it saves a retransmission of the segment only when the first ACK
+//! was lost. The receiver cannot see ACKs being lost, but it sees what follows: the
+//! segments it already had arriving again. So it repeats an ACK when the recent share
+//! of duplicate arrivals, times the segment's size on the wire, is more than an ACK.
+
+use crate::wire::HEADER_LEN;
+
+/// The share of duplicates in a fixed-point fraction: this is 1.
+const ONE: u32 = 1 << 16;
+/// Each arrival moves the share by 1/2^this of the way to 0 or 1 (so the share
+/// follows roughly the last few hundred arrivals).
+const GAIN_SHIFT: u32 = 8;
+
+/// The recent share of data arrivals that were duplicates, as a moving average.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DuplicateShare {
+    /// In units of 1 / [`ONE`].
+    share: u32,
+}
+
+impl DuplicateShare {
+    /// A data segment arrived; `duplicate` if it was already received.
+    #[inline]
+    pub(crate) fn on_arrival(&mut self, duplicate: bool) {
+        self.share -= self.share >> GAIN_SHIFT;
+        if duplicate {
+            self.share += ONE >> GAIN_SHIFT;
+        }
+    }
+
+    /// Whether repeating the ACK of an out-of-order segment of `len` payload bytes is
+    /// likely to save more bytes than the repeated ACK costs.
+    #[inline]
+    pub(crate) fn worth_repeating(&self, len: usize) -> bool {
+        let saved = u64::from(self.share) * (len as u64 + HEADER_LEN as u64);
+        saved > u64::from(ONE) * HEADER_LEN as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_once_duplicates_show_lost_acks() {
+        let mut share = DuplicateShare::default();
+        assert!(!share.worth_repeating(1_376), "no duplicate seen");
+        for _ in 0..200 {
+            share.on_arrival(false);
+        }
+        share.on_arrival(true);
+        assert!(
+            !share.worth_repeating(1_376),
+            "one duplicate is not a trend"
+        );
+        for _ in 0..9 {
+            share.on_arrival(true);
+        }
+        // About 4% duplicates: worth an ACK for a full segment, not for a small one.
+        assert!(share.worth_repeating(1_376));
+        assert!(!share.worth_repeating(100));
+        for i in 0..1_000 {
+            share.on_arrival(i % 3 == 0);
+        }
+        assert!(share.worth_repeating(100), "a third are duplicates");
+        for _ in 0..2_000 {
+            share.on_arrival(false);
+        }
+        assert!(!share.worth_repeating(1_376), "forgotten");
+    }
+}
