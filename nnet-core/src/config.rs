@@ -11,7 +11,9 @@ use crate::endpoint::trust::TrustedGateways;
 pub struct SessionConfig {
     /// The KCP engine's settings. The session layer sets `empty_message_hello` itself
     /// (empty messages are reserved for the NEW hello) and, on a client,
-    /// `announce_room` (every data segment may have to go out as NEW).
+    /// `announce_room` (every data segment may have to go out as NEW). Default: the
+    /// reference's defaults plus nnet's loss recovery (`recent_ack` and `ack_repeat`,
+    /// invisible on the wire; BENCHMARKS.md shows what they gain under loss).
     pub arq: ArqConfig,
     /// A client PINGs its line after this long without receiving anything. Default 2 s.
     pub keepalive: Duration,
@@ -33,7 +35,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            arq: ArqConfig::default(),
+            arq: with_loss_recovery(ArqConfig::default()),
             keepalive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
@@ -43,12 +45,23 @@ impl Default for SessionConfig {
     }
 }
 
+/// `arq` with nnet's loss recovery on: time-based loss detection and repeated ACKs
+/// while ACKs are being lost.
+fn with_loss_recovery(arq: ArqConfig) -> ArqConfig {
+    ArqConfig {
+        recent_ack: true,
+        ack_repeat: true,
+        ..arq
+    }
+}
+
 impl SessionConfig {
     /// Settings for low latency: the KCP engine in fast mode (nodelay 1, interval 10 ms,
-    /// fast resend 2, no congestion window), other settings default.
+    /// fast resend 2, no congestion window) with nnet's loss recovery, other settings
+    /// default.
     pub fn fast() -> Self {
         SessionConfig {
-            arq: ArqConfig::fast(),
+            arq: with_loss_recovery(ArqConfig::fast()),
             ..SessionConfig::default()
         }
     }
