@@ -179,26 +179,20 @@ fn check_faults(world: &World, expect: &Expect, violations: &mut Vec<String>) {
     for (at, fault) in &world.spec.faults {
         match fault {
             Fault::LineDown { client, line } => {
+                if let Some(bound) = expect.failover_within {
+                    check_left(world, *client, *line, *at, bound, violations);
+                }
+            }
+            Fault::UpstreamDown(g) => {
                 let Some(bound) = expect.failover_within else {
                     continue;
                 };
-                let host = &world.clients[*client];
-                let current = host.switches.iter().rev().find(|s| s.0 <= *at).map(|s| s.2);
-                if current != Some(*line) || host.closed.is_some_and(|(t, _)| t <= *at) {
-                    continue;
-                }
-                let moved = host
-                    .switches
-                    .iter()
-                    .any(|s| s.0 > *at && s.0 <= *at + bound && s.1 == Some(*line));
-                let closed = host
-                    .closed
-                    .is_some_and(|(t, _)| t > *at && t <= *at + bound);
-                if !moved && !closed {
-                    violations.push(format!(
-                        "client {client}: line {line} died at {at:?}, no switch within {bound:?}: {:?}",
-                        host.switches
-                    ));
+                for (client, spec) in world.spec.clients.iter().enumerate() {
+                    for (line, l) in spec.lines.iter().enumerate() {
+                        if l.gateway == *g {
+                            check_left(world, client, line, *at, bound, violations);
+                        }
+                    }
                 }
             }
             Fault::ServerRestart(_) | Fault::Kick { .. } => {
@@ -221,5 +215,33 @@ fn check_faults(world: &World, expect: &Expect, violations: &mut Vec<String>) {
             }
             _ => {}
         }
+    }
+}
+
+/// A client whose current line died at `at` must have left it (or closed for an
+/// allowed reason) within `bound`.
+fn check_left(
+    world: &World,
+    client: usize,
+    line: usize,
+    at: Duration,
+    bound: Duration,
+    violations: &mut Vec<String>,
+) {
+    let host = &world.clients[client];
+    let current = host.switches.iter().rev().find(|s| s.0 <= at).map(|s| s.2);
+    if current != Some(line) || host.closed.is_some_and(|(t, _)| t <= at) {
+        return;
+    }
+    let moved = host
+        .switches
+        .iter()
+        .any(|s| s.0 > at && s.0 <= at + bound && s.1 == Some(line));
+    let closed = host.closed.is_some_and(|(t, _)| t > at && t <= at + bound);
+    if !moved && !closed {
+        violations.push(format!(
+            "client {client}: line {line} died at {at:?}, no switch within {bound:?}: {:?}",
+            host.switches
+        ));
     }
 }

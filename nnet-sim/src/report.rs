@@ -212,7 +212,10 @@ fn metrics(report: &RunReport, samples: Vec<LineSample>) -> Metrics {
             | Fault::LineUp { client, .. }
             | Fault::Kick { client, .. }
             | Fault::Forge { client, .. } => Some(*client),
-            Fault::GatewayRestart(_) | Fault::ServerRestart(_) => None,
+            Fault::UpstreamDown(_)
+            | Fault::UpstreamUp(_)
+            | Fault::GatewayRestart(_)
+            | Fault::ServerRestart(_) => None,
         };
         markers.push(Marker {
             at_ms: ms(*at),

@@ -348,6 +348,26 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "partition",
+        about: "three clients; the first gateway loses its upstream for 4 s: every \
+                client on it moves to the second line, nothing is lost",
+        build: |seed| {
+            let mut spec = basic(seed, 2, 0.0);
+            let template = spec.clients[0].clone();
+            spec.clients = vec![template; 3];
+            spec.faults = vec![
+                (secs(3), Fault::UpstreamDown(0)),
+                (secs(7), Fault::UpstreamUp(0)),
+            ];
+            let expect = Expect {
+                failover_within: Some(secs(1)),
+                max_switches: Some(1),
+                ..graceful()
+            };
+            (spec, expect)
+        },
+    },
+    Scenario {
         name: "conv-collision",
         about: "a second client starts on the conv of a live one: FIN(collision), it \
                 retries with a fresh conv, neither session is disturbed",

@@ -111,6 +111,11 @@ pub enum Fault {
         /// Line index.
         line: usize,
     },
+    /// A partition: the link between a gateway and its upstream stops carrying
+    /// anything, both ways (every client line through that gateway goes dark at once).
+    UpstreamDown(usize),
+    /// The partition of [`Fault::UpstreamDown`] heals.
+    UpstreamUp(usize),
     /// A gateway restarts: it forgets every proxy session.
     GatewayRestart(usize),
     /// A server crashes and restarts at once with all state lost.
@@ -660,6 +665,12 @@ impl World {
                 let l = &mut self.clients[client].lines[line];
                 l.up.up = up;
                 l.down.up = up;
+            }
+            Fault::UpstreamDown(g) | Fault::UpstreamUp(g) => {
+                let up = matches!(fault, Fault::UpstreamUp(_));
+                let (to_upstream, from_upstream) = &mut self.gateway_links[g];
+                to_upstream.up = up;
+                from_upstream.up = up;
             }
             Fault::GatewayRestart(g) => self.gateways[g].restart(),
             Fault::ServerRestart(s) => {
