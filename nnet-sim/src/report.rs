@@ -52,7 +52,8 @@ pub struct LineSample {
     /// Payload bytes sent and not acknowledged, while the line carries the session
     /// (else 0).
     pub in_flight_bytes: usize,
-    /// Datagrams its two links dropped so far (loss, down, queue, MTU).
+    /// Datagrams dropped so far (loss, down, queue, MTU) on the line's path: its two
+    /// links and its gateway's two upstream links (which other clients share).
     pub lost: u64,
 }
 
@@ -183,10 +184,13 @@ fn sample(world: &World, out: &mut Vec<LineSample>) {
         for (line, info) in conn.lines().iter().enumerate() {
             let carries = current == Some(info.line) && !conn.is_closed();
             let arq = conn.arq();
-            let (up, down) = world.line_links(client, line);
-            let lost = [up.stats(), down.stats()]
+            let lost = world
+                .line_links(client, line)
                 .iter()
-                .map(|s| s.lost + s.down + s.queue_full + s.too_big)
+                .map(|link| {
+                    let s = link.stats();
+                    s.lost + s.down + s.queue_full + s.too_big
+                })
                 .sum();
             out.push(LineSample {
                 at_ms,
@@ -326,9 +330,10 @@ pub fn timeline_svg(metrics: &Metrics, client: usize) -> Result<String, ReportEr
         }),
         ("congestion window, segments", |s| s.cwnd.map(f64::from)),
         ("bytes in flight", |s| Some(s.in_flight_bytes as f64)),
-        ("datagrams lost on the line (both ways, total)", |s| {
-            Some(s.lost as f64)
-        }),
+        (
+            "datagrams lost on the line's path (both ways, total)",
+            |s| Some(s.lost as f64),
+        ),
     ];
     let mut svg = String::new();
     {

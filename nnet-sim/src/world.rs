@@ -489,10 +489,12 @@ impl World {
         }
     }
 
-    /// The links of a client's line: (client to gateway, gateway to client).
-    pub fn line_links(&self, client: usize, line: usize) -> (&Link, &Link) {
+    /// The links on a client's line: client to gateway and back, then the line's
+    /// gateway to its upstream and back (those two are shared by every client on it).
+    pub fn line_links(&self, client: usize, line: usize) -> [&Link; 4] {
         let l = &self.clients[client].lines[line];
-        (&l.up, &l.down)
+        let (to_upstream, from_upstream) = &self.gateway_links[l.gateway];
+        [&l.up, &l.down, to_upstream, from_upstream]
     }
 
     fn handle(&mut self, at: Instant, wake: Wake) {
