@@ -647,13 +647,15 @@ impl Arq {
                 segment.rto = rx_rto;
                 segment.resend_at = current.wrapping_add(segment.rto + rto_margin);
             } else if diff(current, segment.resend_at) >= 0 {
-                // Wrapping like ikcp.c's unsigned arithmetic (reached only with a huge
-                // dead-link setting, after years of back-off).
-                segment.rto = segment.rto.wrapping_add(match self.config.nodelay {
+                // The back-off of ikcp.c, capped at RTO_MAX_MS like TCP's: ikcp.c lets a
+                // segment's RTO grow without bound (and wrap), so after 10-20 timeouts a
+                // segment would wait hours. Below the cap the two agree.
+                let backoff = match self.config.nodelay {
                     0 => segment.rto.max(rx_rto),
                     1 => segment.rto / 2,
                     _ => rx_rto / 2,
-                });
+                };
+                segment.rto = segment.rto.saturating_add(backoff).min(RTO_MAX_MS);
                 segment.resend_at = current.wrapping_add(segment.rto);
                 outcome.lost = true;
                 self.stats.timeout_retransmits += 1;

@@ -593,3 +593,37 @@ fn ack_repeat_waits_for_duplicates_to_show_lost_acks() {
         "no duplicate seen yet: no sign that ACKs get lost"
     );
 }
+
+#[test]
+fn a_periodic_loss_pattern_does_not_starve_a_segment_for_hours() {
+    // Found by the quickcheck property above: three datagrams of four lost in a fixed
+    // pattern drove one segment through 30 timeouts; ikcp.c's unbounded back-off then
+    // put its next retransmission hours away. The RTO cap keeps it within a minute.
+    let r = exactly_once_in_order(
+        vec![22752, 22752, 12752, 12752, 52752, 6376, 51376],
+        vec![Fate::Drop, Fate::Drop, Fate::Deliver, Fate::Drop],
+        vec![Fate::Deliver, Fate::Drop],
+        0,
+        0,
+    );
+    assert!(!r.is_failure() && !r.is_error(), "{r:?}");
+}
+
+#[test]
+fn a_segment_backs_off_to_the_rto_cap_and_no_further() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    a.send(message(0, 10)).expect("send");
+    let mut sends = Vec::new();
+    for step in 0..2 * 3600 * 100 {
+        let now = step * 10;
+        a.update(now);
+        while a.poll_output().is_some() {
+            sends.push(now);
+        }
+    }
+    let gaps: Vec<u32> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "back-off only grows");
+    let max = super::RTO_MAX_MS + 10;
+    assert!(gaps.iter().all(|&g| g <= max), "{gaps:?}");
+    assert!(gaps.len() > 100, "still retransmitting after two hours");
+}
