@@ -27,8 +27,8 @@
 //! the clock moved one flush interval, the timers run and the outputs drained; the
 //! figure is per datagram.
 //!
-//! Run: `cargo bench -p nnet-core --bench endpoint` (about 2 minutes on 2 cores; the 1M
-//! endpoint takes about 1 GB).
+//! Run: `cargo bench -p nnet-core --bench endpoint` (about 3 minutes on 2 cores; the 1M
+//! endpoint takes about 0.85 GB).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

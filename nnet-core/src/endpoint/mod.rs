@@ -3,8 +3,9 @@
 //! One [`Endpoint`] demultiplexes datagrams by conv (never by address, so a session
 //! survives its client's line switches), starts sessions within the limits, answers
 //! PING with PONG and stale traffic with rate-limited FIN(reset), and runs every
-//! session's timers from one heap. It is sans-IO: the adapter feeds
-//! [`handle_datagram`](Endpoint::handle_datagram) and
+//! session's timers from one structure. It is sans-IO: the adapter feeds
+//! [`handle_datagram`](Endpoint::handle_datagram) (or a batch to
+//! [`handle_datagrams`](Endpoint::handle_datagrams)) and
 //! [`handle_timeout`](Endpoint::handle_timeout), and drains
 //! [`poll_transmit`](Endpoint::poll_transmit), [`poll_event`](Endpoint::poll_event)
 //! and [`poll_timeout`](Endpoint::poll_timeout).
@@ -75,8 +76,10 @@ pub enum EndpointError {
 
 /// A server: all sessions of one socket. See the [module docs](self).
 ///
-/// Costs: O(1) per datagram (conv lookup in a keyed hash map), O(log n) per timer;
-/// an idle session holds no timer but its idle timeout, and only its fixed state.
+/// Costs: O(1) per datagram (conv lookup in a keyed open-addressing table, then the
+/// session's record inline in a paged slab); per timer O(1) for a far one (idle and
+/// handshake timeouts) and O(log n) in a heap of only the next second's deadlines. An
+/// idle session holds no timer but its idle timeout, and only its fixed state.
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,

@@ -20,7 +20,7 @@ pub(crate) fn prefetch_lines<T>(value: &T, lines: usize) {
 #[inline(always)]
 fn prefetch_byte(at: *const u8) {
     // SAFETY: PREFETCHT0 is a hint that does not access memory architecturally: it
-    // never faults, whatever the address (here at most a line past a live value), and
+    // never faults, whatever the address (the callers pass lines of live values), and
     // it has no effect on the program's state. SSE is part of the x86-64 baseline.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(at.cast());
