@@ -54,11 +54,15 @@ pub enum SessionError {
 
 /// One conversation's shared state. About the size of the engine plus 48 bytes; it
 /// holds heap memory only while the engine does (queued or unacknowledged data).
+///
+/// `repr(C)` keeps `last_recv` first: a keepalive writes only it, and the server keeps
+/// it in the cache line of its record that the receive path reads first.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Session {
-    arq: Arq,
-    phase: Phase,
     last_recv: Instant,
+    phase: Phase,
+    arq: Arq,
     /// A FIN or KICK waiting to be sent (at most one at a time).
     pending_control: Option<Bytes>,
 }

@@ -4,30 +4,48 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::stats::SessionStats;
 use crate::session::Session;
 use crate::wire::Token;
 
-/// One session on the server. Boxed in the endpoint's slab; about 600 bytes while idle.
+/// One session on the server, stored inline in the endpoint's slab (about 700 bytes).
+///
+/// `repr(C)` keeps the declaration order: what a PING or the first checks of a datagram
+/// read (remote, confirmation, the counters, then the session's last receive time at
+/// the start of [`Session`]) share the record's first two cache lines.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Entry {
-    pub session: Session,
-    pub conv: u32,
     /// Where answers go: the address the session's datagrams come from.
     pub remote: SocketAddr,
-    /// The client's real address (path block from a trusted gateway, else `remote`).
-    pub real_ip: SocketAddr,
-    /// The session token; `None` for a plain KCP client (it cannot switch lines).
-    pub token: Option<Token>,
+    pub conv: u32,
     /// The newest `ts` of a data segment from the current remote: a switch needs a
     /// newer one (PROTOCOL.md section 3).
     pub fresh_ts: u32,
     /// A second datagram arrived (PROTOCOL.md section 8).
     pub confirmed: bool,
-    pub created: Instant,
     /// In the endpoint's transmit queue.
     pub transmit_queued: bool,
     /// In the endpoint's readable queue.
     pub readable_queued: bool,
-    pub stats: SessionStats,
+    pub stats: EntryStats,
+    pub session: Session,
+    /// The client's real address (path block from a trusted gateway, else `remote`).
+    pub real_ip: SocketAddr,
+    /// The session token; `None` for a plain KCP client (it cannot switch lines).
+    pub token: Option<Token>,
+    pub created: Instant,
+}
+
+/// The endpoint's own counters of one session (the engine keeps the rest): what
+/// [`SessionStats`](super::SessionStats) reports besides the engine's figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EntryStats {
+    /// Datagrams from the client accepted for this session.
+    pub datagrams_in: u64,
+    /// Datagrams sent to the client.
+    pub datagrams_out: u64,
+    /// Times the remote moved (switch or rebinding).
+    pub remote_changes: u64,
+    /// Datagrams for this session dropped (wrong remote, refused by the engine).
+    pub drops: u64,
 }

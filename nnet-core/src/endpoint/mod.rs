@@ -3,8 +3,9 @@
 //! One [`Endpoint`] demultiplexes datagrams by conv (never by address, so a session
 //! survives its client's line switches), starts sessions within the limits, answers
 //! PING with PONG and stale traffic with rate-limited FIN(reset), and runs every
-//! session's timers from one heap. It is sans-IO: the adapter feeds
-//! [`handle_datagram`](Endpoint::handle_datagram) and
+//! session's timers from one structure. It is sans-IO: the adapter feeds
+//! [`handle_datagram`](Endpoint::handle_datagram) (or a batch to
+//! [`handle_datagrams`](Endpoint::handle_datagrams)) and
 //! [`handle_timeout`](Endpoint::handle_timeout), and drains
 //! [`poll_transmit`](Endpoint::poll_transmit), [`poll_event`](Endpoint::poll_event)
 //! and [`poll_timeout`](Endpoint::poll_timeout).
@@ -26,10 +27,13 @@
 //! let _next_wakeup = server.poll_timeout();
 //! ```
 
+mod batch;
 mod conv_map;
 mod entry;
 mod limits;
+mod prefetch;
 mod receive;
+mod slab;
 mod stats;
 mod timers;
 pub mod trust;
@@ -47,11 +51,13 @@ use crate::config::{ConfigError, EndpointConfig};
 use crate::event::{CloseReason, ConnId, ServerEvent};
 use crate::session::SessionError;
 use crate::transmit::Transmit;
-use conv_map::{ConvHashBuilder, ConvMap};
+use conv_map::ConvMap;
 use entry::Entry;
 use limits::{GlobalRate, PerKeyInterval, PerKeyRate};
+use slab::Slab;
 use timers::Timers;
 
+pub use batch::PREFETCH_BATCH;
 pub use stats::{DropCounts, EndpointStats, SessionStats};
 
 /// Answers (PONG, FIN) waiting to be sent, at most.
@@ -68,17 +74,12 @@ pub enum EndpointError {
     Session(#[from] SessionError),
 }
 
-/// One slab slot: the generation tells a freed session's handle from a later one's.
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u32,
-    entry: Option<Box<Entry>>,
-}
-
 /// A server: all sessions of one socket. See the [module docs](self).
 ///
-/// Costs: O(1) per datagram (conv lookup in a keyed hash map), O(log n) per timer;
-/// an idle session holds no timer but its idle timeout, and only its fixed state.
+/// Costs: O(1) per datagram (conv lookup in a keyed open-addressing table, then the
+/// session's record inline in a paged slab); per timer O(1) for a far one (idle and
+/// handshake timeouts) and O(log n) in a heap of only the next second's deadlines. An
+/// idle session holds no timer but its idle timeout, and only its fixed state.
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
@@ -86,8 +87,7 @@ pub struct Endpoint {
     clock: Clock,
     /// The latest `now` handed in: the time of commands that take none (`send`).
     now: Instant,
-    slots: Vec<Slot>,
-    free_slots: Vec<u32>,
+    slots: Slab,
     by_conv: ConvMap,
     timers: Timers,
     transmit_ready: VecDeque<ConnId>,
@@ -114,9 +114,8 @@ impl Endpoint {
             arq_config,
             clock: Clock::new(now),
             now,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            by_conv: ConvMap::with_hasher(ConvHashBuilder::new(config.seed)),
+            slots: Slab::default(),
+            by_conv: ConvMap::new(config.seed),
             timers: Timers::new(),
             transmit_ready: VecDeque::new(),
             readable: VecDeque::new(),
@@ -184,7 +183,7 @@ impl Endpoint {
         let now_ms = self.clock.ms(now);
         while let Some(slot) = self.timers.pop_expired(now) {
             let handshake_timeout = self.config.handshake_timeout;
-            let Some(entry) = entry_in(&mut self.slots, slot) else {
+            let Some(entry) = self.slots.get_mut(slot) else {
                 continue;
             };
             if !entry.confirmed && now >= entry.created + handshake_timeout {
@@ -275,7 +274,10 @@ impl Endpoint {
     pub fn close(&mut self, conn: ConnId, now: Instant) -> Result<(), EndpointError> {
         self.advance_to(now);
         let now_ms = self.clock.ms(now);
-        let entry = entry_of(&mut self.slots, conn).ok_or(EndpointError::UnknownConn)?;
+        let entry = self
+            .slots
+            .get_conn_mut(conn)
+            .ok_or(EndpointError::UnknownConn)?;
         entry.session.close(now, now_ms, &self.config.session);
         self.after_activity(conn.slot);
         Ok(())
@@ -285,7 +287,10 @@ impl Endpoint {
     /// client answers FIN (at most `kick_sends` times). `Closed(Kicked(reason))` follows.
     pub fn kick(&mut self, conn: ConnId, reason: u32, now: Instant) -> Result<(), EndpointError> {
         self.advance_to(now);
-        let entry = entry_of(&mut self.slots, conn).ok_or(EndpointError::UnknownConn)?;
+        let entry = self
+            .slots
+            .get_conn_mut(conn)
+            .ok_or(EndpointError::UnknownConn)?;
         entry.session.kick(now, reason, &self.config.session);
         self.after_activity(conn.slot);
         Ok(())
@@ -309,20 +314,20 @@ impl Endpoint {
     /// The session's counters.
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
         self.entry_of(conn).map(|e| SessionStats {
+            datagrams_in: e.stats.datagrams_in,
+            datagrams_out: e.stats.datagrams_out,
+            remote_changes: e.stats.remote_changes,
+            drops: e.stats.drops,
             srtt_ms: e.session.arq().srtt_ms(),
             rto_ms: e.session.arq().rto_ms(),
             arq: *e.session.arq().stats(),
-            ..e.stats
         })
     }
 
     /// The session of `conv`, if live.
     pub fn find(&self, conv: u32) -> Option<ConnId> {
-        let slot = *self.by_conv.get(&conv)?;
-        Some(ConnId {
-            slot,
-            generation: self.slots.get(slot as usize)?.generation,
-        })
+        let slot = self.by_conv.get(conv)?;
+        Some(self.slots.conn_id(slot))
     }
 
     /// Moves the endpoint's notion of the present forward (never back).
@@ -331,38 +336,25 @@ impl Endpoint {
     }
 
     fn entry_of(&self, conn: ConnId) -> Option<&Entry> {
-        let slot = self.slots.get(conn.slot as usize)?;
-        (slot.generation == conn.generation)
-            .then_some(slot.entry.as_deref())
-            .flatten()
+        self.slots.get_conn(conn)
     }
 
     fn entry_of_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
-        entry_of(&mut self.slots, conn)
+        self.slots.get_conn_mut(conn)
     }
 
     fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry> {
-        entry_in(&mut self.slots, slot)
+        self.slots.get_mut(slot)
     }
 
     fn conn_id(&self, slot: u32) -> ConnId {
-        ConnId {
-            slot,
-            generation: self.slots.get(slot as usize).map_or(0, |s| s.generation),
-        }
+        self.slots.conn_id(slot)
     }
 
     /// Stores a new session; returns its slot.
     fn insert(&mut self, entry: Entry) -> u32 {
         let conv = entry.conv;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => slot,
-            None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.slots[slot as usize].entry = Some(Box::new(entry));
+        let slot = self.slots.insert(entry);
         self.by_conv.insert(conv, slot);
         self.unconfirmed += 1;
         self.stats.sessions_accepted += 1;
@@ -396,10 +388,7 @@ impl Endpoint {
     /// Sets the session's timer to its next deadline.
     fn schedule(&mut self, slot: u32) {
         let handshake_timeout = self.config.handshake_timeout;
-        let Some(slot_ref) = self.slots.get(slot as usize) else {
-            return;
-        };
-        let Some(entry) = slot_ref.entry.as_deref() else {
+        let Some(entry) = self.slots.get(slot) else {
             return;
         };
         let now = self.now;
@@ -419,11 +408,7 @@ impl Endpoint {
     /// datagrams, and frees it.
     fn free(&mut self, slot: u32, reason: CloseReason) {
         let conn = self.conn_id(slot);
-        let Some(mut entry) = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.entry.take())
-        else {
+        let Some(mut entry) = self.slots.remove(slot) else {
             return;
         };
         while let Some(data) = entry.session.recv() {
@@ -436,15 +421,11 @@ impl Endpoint {
             });
         }
         self.events.push_back(ServerEvent::Closed { conn, reason });
-        self.by_conv.remove(&entry.conv);
+        self.by_conv.remove(entry.conv);
         if !entry.confirmed {
             self.unconfirmed -= 1;
         }
         self.timers.cancel(slot);
-        if let Some(slot_ref) = self.slots.get_mut(slot as usize) {
-            slot_ref.generation = slot_ref.generation.wrapping_add(1);
-        }
-        self.free_slots.push(slot);
         self.stats.sessions_closed += 1;
         debug!(conv = entry.conv, ?reason, "session closed");
     }
@@ -457,17 +438,4 @@ impl Endpoint {
             self.responses.push_back(transmit);
         }
     }
-}
-
-/// The entry `conn` names (if its generation is current), borrowing only the slab.
-fn entry_of(slots: &mut [Slot], conn: ConnId) -> Option<&mut Entry> {
-    let slot = slots.get_mut(conn.slot as usize)?;
-    (slot.generation == conn.generation)
-        .then_some(slot.entry.as_deref_mut())
-        .flatten()
-}
-
-/// The entry in `slot`, borrowing only the slab (so other fields stay usable).
-fn entry_in(slots: &mut [Slot], slot: u32) -> Option<&mut Entry> {
-    slots.get_mut(slot as usize)?.entry.as_deref_mut()
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::{debug, trace};
 
 use super::entry::Entry;
-use super::{entry_in, Endpoint};
+use super::Endpoint;
 use crate::arq::Arq;
 use crate::clock::is_newer;
 use crate::event::{RemoteChange, ServerEvent};
@@ -31,7 +31,7 @@ impl Endpoint {
             self.answer_ping(now, from, &first);
             return;
         }
-        match self.by_conv.get(&first.conv).copied() {
+        match self.by_conv.get(first.conv) {
             Some(slot) => self.receive_known(now, from, slot, &datagram),
             None => self.receive_unknown(now, from, &datagram),
         }
@@ -40,8 +40,8 @@ impl Endpoint {
     /// PING: one PONG of the same size, saying whether the conv is live (section 6).
     /// From the session's own remote it also counts as a keepalive.
     fn answer_ping(&mut self, now: Instant, from: SocketAddr, ping: &Header) {
-        let slot = self.by_conv.get(&ping.conv).copied();
-        if let Some(entry) = slot.and_then(|slot| entry_in(&mut self.slots, slot)) {
+        let slot = self.by_conv.get(ping.conv);
+        if let Some(entry) = slot.and_then(|slot| self.slots.get_mut(slot)) {
             if entry.remote == from {
                 entry.session.touch(now);
                 if count_datagram(entry) {
@@ -149,7 +149,7 @@ impl Endpoint {
     fn receive_known(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let first = *datagram.first();
         let conn = self.conn_id(slot);
-        let Some(entry) = entry_in(&mut self.slots, slot) else {
+        let Some(entry) = self.slots.get_mut(slot) else {
             return;
         };
         let mut moved = None;
@@ -228,7 +228,7 @@ impl Endpoint {
     /// to the session, freshness of the remote, confirmation.
     fn deliver(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let now_ms = self.clock.ms(now);
-        let Some(entry) = entry_in(&mut self.slots, slot) else {
+        let Some(entry) = self.slots.get_mut(slot) else {
             return;
         };
         // Only the current remote may end the session (a late datagram from a line

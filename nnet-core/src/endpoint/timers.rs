@@ -1,11 +1,13 @@
-//! The deadlines of all sessions of an endpoint in one structure, so that
-//! `poll_timeout` is O(1) amortized and expiring is O(log n) per deadline.
+//! The deadlines of all sessions of an endpoint in one structure: deadlines of the
+//! next second or two in a small binary heap, later ones (idle and handshake timeouts)
+//! in one bucket per second, so that setting a far deadline is O(1) and the heap stays
+//! as small as the number of sessions that are busy now.
 
 // A complete small API, tested here; the endpoint uses part of it.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
 /// A table value meaning "no deadline".
@@ -14,38 +16,65 @@ const NONE: u64 = u64::MAX;
 /// Flips a two's complement offset into an order-preserving unsigned value.
 const SIGN: u64 = 1 << 63;
 
-/// Stale heap entries tolerated beyond the live ones before compacting, so that small
-/// heaps do not compact on every change (small in tests, to exercise compaction).
+/// A far bucket spans `2^BUCKET_SHIFT` ns (about 1.07 s).
+const BUCKET_SHIFT: u32 = 30;
+
+/// Stale entries tolerated beyond the live ones before compacting, so that small
+/// tables do not compact on every change (small in tests, to exercise compaction).
 const SLACK: usize = if cfg!(test) { 4 } else { 64 };
+
+/// One stored deadline: `(encoded deadline, key)`.
+type Timer = (u64, u32);
 
 /// Deadline per key (a session slot: `u32`), at most one per key; setting a new
 /// deadline replaces the old one.
 ///
-/// A binary min-heap of `(deadline, key)` with lazy deletion: a table indexed by key
-/// holds each key's current deadline, and a heap entry that does not match it is stale
-/// and skipped. When stale entries outnumber live ones (by more than a small slack) the
-/// heap is rebuilt from its live entries, so its size stays below `2 * len() + 64`
-/// however often deadlines are rescheduled or cancelled. Ties between equal deadlines go
-/// to the smaller key, so the order of expiry is deterministic.
+/// Deadlines are split by time at a horizon that moves with the present (the latest
+/// `now` given to [`pop_expired`](Self::pop_expired)): those in the present's bucket of
+/// about one second or the next go to the *near* binary min-heap; later ones are
+/// appended to the *far* bucket of their second (a `BTreeMap` from bucket number to a
+/// `Vec`: a server has a few dozen such buckets, for its idle and handshake timeouts).
+/// When the present reaches a far bucket, its deadlines move to the heap. Deletion is
+/// lazy: a table indexed by key holds each key's current deadline, and a stored entry
+/// that does not match it is stale and skipped. When stale entries outnumber live ones
+/// (by more than a small slack) everything is compacted in one pass, so the stored
+/// entries stay below `2 * len() + 64` however often deadlines are rescheduled.
 ///
+/// Costs: setting a deadline is O(log n) for the near heap, whose n is the deadlines of
+/// the next second or two (the busy sessions), and O(1) for a far one (a lookup among
+/// the few buckets and an append); cancelling is O(1); expiring is O(log n) in the near
+/// heap. [`next_deadline`](Self::next_deadline) is O(1) while a near deadline exists;
+/// with none, the earliest far deadline is found by scanning its bucket once and kept
+/// until that deadline changes or expires (a scan per change of the earliest idle
+/// session, not per call). Everything is compacted in O(n) at most once per n changes.
+///
+/// Expiry order is by deadline, ties to the smaller key, so it is deterministic.
 /// Deadlines are stored as signed nanosecond offsets from the first deadline ever set,
 /// which is exact for any deadline within 292 years of it (farther ones are clamped to
 /// that range; nothing panics).
 ///
 /// Memory: 8 bytes per key up to the largest key ever set (the table is a `Vec`
-/// indexed by key, grown as needed, never shrunk, so keys should be dense slot numbers),
-/// plus 16 bytes per heap entry: 24 bytes per key with a live deadline once compacted,
-/// at most 8 + 2 × 16 = 40 bytes per live key (plus the slack) between compactions.
+/// indexed by key, grown as needed, never shrunk, so keys should be dense slot
+/// numbers), plus 16 bytes per stored entry: 24 bytes per key with a live deadline once
+/// compacted, at most 8 + 2 × 16 = 40 bytes per live key (plus the slack) in between.
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
     /// The origin of the stored offsets: the first deadline ever set.
     base: Option<Instant>,
     /// Encoded deadline per key, or [`NONE`].
     deadlines: Vec<u64>,
-    /// `(encoded deadline, key)`, smallest first; may hold stale entries.
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
     /// Keys with a deadline.
     live: usize,
+    /// The bucket of the present; deadlines in it or the next one go to `near`.
+    horizon: u64,
+    /// Near deadlines, smallest first; may hold stale entries.
+    near: BinaryHeap<Reverse<Timer>>,
+    /// Far deadlines by bucket (all after `horizon + 1`); may hold stale entries.
+    far: BTreeMap<u64, Vec<Timer>>,
+    /// Entries in `far`, stale ones included.
+    far_entries: usize,
+    /// The earliest live far deadline, when known: `Some(None)` means `far` has none.
+    far_min: Option<Option<Timer>>,
 }
 
 impl Timers {
@@ -55,9 +84,16 @@ impl Timers {
     }
 
     /// Sets the deadline of `key` to `at`, replacing any it had (nothing happens if it
-    /// already was `at`). O(log n) amortized.
+    /// already was `at`). O(1) for a far deadline, O(log n) amortized for a near one.
     pub fn set(&mut self, key: u32, at: Instant) {
-        let base = *self.base.get_or_insert(at);
+        let base = match self.base {
+            Some(base) => base,
+            None => {
+                self.base = Some(at);
+                self.horizon = bucket(encode(at, at));
+                at
+            }
+        };
         let encoded = encode(base, at);
         let k = key as usize;
         if k >= self.deadlines.len() {
@@ -71,7 +107,19 @@ impl Timers {
             self.live += 1;
         }
         *slot = encoded;
-        self.heap.push(Reverse((encoded, key)));
+        self.forget_far_min_of(key);
+        let b = bucket(encoded);
+        if b <= self.horizon + 1 {
+            self.near.push(Reverse((encoded, key)));
+        } else {
+            self.far.entry(b).or_default().push((encoded, key));
+            self.far_entries += 1;
+            if let Some(known) = &mut self.far_min {
+                if known.is_none_or(|min| (encoded, key) < min) {
+                    *known = Some((encoded, key));
+                }
+            }
+        }
         self.compact_if_stale();
     }
 
@@ -81,6 +129,7 @@ impl Timers {
             if *slot != NONE {
                 *slot = NONE;
                 self.live -= 1;
+                self.forget_far_min_of(key);
                 self.compact_if_stale();
             }
         }
@@ -95,22 +144,30 @@ impl Timers {
         Some(decode(self.base?, encoded))
     }
 
-    /// The earliest deadline of all keys, if any. Drops stale entries from the top of
-    /// the heap on the way: O(1) when the top is live, O(log n) amortized otherwise.
+    /// The earliest deadline of all keys, if any. O(1) amortized while a near deadline
+    /// exists (stale entries on top of the heap are dropped on the way); else the
+    /// earliest far deadline, found by one scan of its bucket and then kept.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        let (encoded, _) = self.live_top()?;
-        Some(decode(self.base?, encoded))
+        let base = self.base?;
+        if let Some((encoded, _)) = self.near_top() {
+            return Some(decode(base, encoded));
+        }
+        let (encoded, _) = self.earliest_far()?;
+        Some(decode(base, encoded))
     }
 
     /// One key whose deadline is at or before `now` (the earliest, the smaller key on a
     /// tie), removing its deadline; `None` if no deadline has passed. O(log n)
-    /// amortized.
+    /// amortized in the near heap; reaching a new second moves its far bucket to the
+    /// heap first (once per bucket).
     pub fn pop_expired(&mut self, now: Instant) -> Option<u32> {
-        let (encoded, key) = self.live_top()?;
-        if encoded > encode(self.base?, now) {
+        let now = encode(self.base?, now);
+        self.advance(bucket(now));
+        let (encoded, key) = self.near_top()?;
+        if encoded > now {
             return None;
         }
-        self.heap.pop();
+        self.near.pop();
         if let Some(slot) = self.deadlines.get_mut(key as usize) {
             *slot = NONE;
         }
@@ -128,41 +185,120 @@ impl Timers {
         self.live == 0
     }
 
-    /// Whether a heap entry is a key's current deadline.
-    fn is_live(&self, encoded: u64, key: u32) -> bool {
+    /// Entries stored, stale ones included.
+    fn stored(&self) -> usize {
+        self.near.len() + self.far_entries
+    }
+
+    /// Whether a stored entry is a key's current deadline.
+    fn is_live(&self, (encoded, key): Timer) -> bool {
         self.deadlines.get(key as usize) == Some(&encoded)
     }
 
-    /// The earliest live heap entry, after popping the stale ones above it.
-    fn live_top(&mut self) -> Option<(u64, u32)> {
-        while let Some(&Reverse((encoded, key))) = self.heap.peek() {
-            if self.is_live(encoded, key) {
-                return Some((encoded, key));
+    /// The earliest far deadline is no longer known if it was `key`'s.
+    #[inline]
+    fn forget_far_min_of(&mut self, key: u32) {
+        if let Some(Some((_, min_key))) = self.far_min {
+            if min_key == key {
+                self.far_min = None;
             }
-            self.heap.pop();
+        }
+    }
+
+    /// Moves the present to `now_bucket` (never back): the far buckets that are now
+    /// near move to the heap.
+    fn advance(&mut self, now_bucket: u64) {
+        if now_bucket <= self.horizon {
+            return;
+        }
+        self.horizon = now_bucket;
+        while let Some(entry) = self.far.first_entry() {
+            if *entry.key() > self.horizon + 1 {
+                break;
+            }
+            let timers = entry.remove();
+            self.far_entries -= timers.len();
+            for timer in timers {
+                if self.is_live(timer) {
+                    self.near.push(Reverse(timer));
+                }
+            }
+            self.far_min = None;
+        }
+    }
+
+    /// The earliest live near entry, after popping the stale ones above it.
+    fn near_top(&mut self) -> Option<Timer> {
+        while let Some(&Reverse(timer)) = self.near.peek() {
+            if self.is_live(timer) {
+                return Some(timer);
+            }
+            self.near.pop();
         }
         None
     }
 
-    /// Rebuilds the heap from its live entries once stale ones outnumber them.
-    ///
-    /// A key set back to a deadline it had before can have several identical entries;
-    /// all but one are dropped here too. O(n log n), at most once per n changes.
+    /// The earliest live far entry: the one kept, or found by scanning the earliest
+    /// bucket that holds a live entry (buckets of stale entries only are dropped).
+    fn earliest_far(&mut self) -> Option<Timer> {
+        if let Some(known) = self.far_min {
+            return known;
+        }
+        let mut found = None;
+        while let Some(entry) = self.far.first_entry() {
+            let deadlines = &self.deadlines;
+            let live = |&&(encoded, key): &&Timer| deadlines.get(key as usize) == Some(&encoded);
+            found = entry.get().iter().filter(live).min().copied();
+            if found.is_some() {
+                break;
+            }
+            self.far_entries -= entry.remove().len();
+        }
+        self.far_min = Some(found);
+        found
+    }
+
+    /// Drops every stale entry (and duplicates of live ones) once stale entries
+    /// outnumber live ones. O(n), at most once per n changes.
     fn compact_if_stale(&mut self) {
-        if self.heap.len() <= 2 * self.live + SLACK {
+        if self.stored() <= 2 * self.live + SLACK {
             return;
         }
-        let mut entries = std::mem::take(&mut self.heap).into_vec();
-        entries.retain(|&Reverse((encoded, key))| self.is_live(encoded, key));
-        if entries.len() > self.live {
-            entries.sort_unstable();
-            entries.dedup();
+        // A key set back to a deadline it had before can have identical entries: keep
+        // the first live one of each key.
+        let mut kept = vec![0u64; self.deadlines.len().div_ceil(64)];
+        let deadlines = &self.deadlines;
+        let mut keep = |&(encoded, key): &Timer| {
+            let k = key as usize;
+            let (word, bit) = (k / 64, 1u64 << (k % 64));
+            let fresh =
+                deadlines.get(k) == Some(&encoded) && kept.get(word).is_some_and(|w| w & bit == 0);
+            if let (true, Some(w)) = (fresh, kept.get_mut(word)) {
+                *w |= bit;
+            }
+            fresh
+        };
+        let mut near = std::mem::take(&mut self.near).into_vec();
+        near.retain(|Reverse(timer)| keep(timer));
+        if near.capacity() > 4 * (near.len() + SLACK) {
+            near.shrink_to(2 * near.len() + SLACK);
         }
-        if entries.capacity() > 4 * (entries.len() + SLACK) {
-            entries.shrink_to(2 * entries.len() + SLACK);
-        }
-        self.heap = BinaryHeap::from(entries);
+        self.near = BinaryHeap::from(near);
+        self.far_entries = 0;
+        self.far.retain(|_, timers| {
+            timers.retain(&mut keep);
+            if timers.capacity() > 4 * (timers.len() + SLACK) {
+                timers.shrink_to(2 * timers.len() + SLACK);
+            }
+            self.far_entries += timers.len();
+            !timers.is_empty()
+        });
     }
+}
+
+/// The far bucket of an encoded deadline.
+fn bucket(encoded: u64) -> u64 {
+    encoded >> BUCKET_SHIFT
 }
 
 /// `at` as an order-preserving offset from `base` in nanoseconds, clamped to what fits
@@ -257,9 +393,9 @@ mod tests {
         assert_eq!(drain(&mut t, base + ms(100)), vec![3]);
         // The same instant again is a no-op.
         t.set(4, base + ms(7));
-        let entries = t.heap.len();
+        let entries = t.stored();
         t.set(4, base + ms(7));
-        assert_eq!(t.heap.len(), entries);
+        assert_eq!(t.stored(), entries);
         // Deadlines before the first one ever set (negative offsets) work too.
         t.set(6, base - ms(1));
         assert_eq!(t.deadline(6), Some(base - ms(1)));
@@ -281,18 +417,18 @@ mod tests {
         assert_eq!(t.len(), 5);
         assert_eq!(t.deadline(4), None);
         assert_eq!(t.deadline(1000), None);
-        assert_eq!(t.heap.len(), 10, "cancel is lazy");
+        assert_eq!(t.stored(), 10, "cancel is lazy");
         assert_eq!(t.next_deadline(), Some(base + ms(1)));
-        assert_eq!(t.heap.len(), 9, "the stale top was dropped");
+        assert_eq!(t.stored(), 9, "the stale top was dropped");
         assert_eq!(drain(&mut t, base + ms(100)), vec![1, 3, 5, 7, 9]);
-        assert!(t.heap.is_empty());
+        assert_eq!(t.stored(), 0);
         // A key set back to an old deadline after expiring is live again, once.
         t.set(3, base + ms(3));
         assert_eq!(drain(&mut t, base + ms(100)), vec![3]);
     }
 
     #[test]
-    fn compaction_bounds_heap_under_1m_reschedules() {
+    fn compaction_bounds_entries_under_1m_reschedules() {
         let base = Instant::now();
         let mut t = Timers::new();
         let mut rng = 0x2545_f491_4f6c_dd1d_u64;
@@ -301,7 +437,7 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             t.set(i % 1000, base + Duration::from_micros(rng % 10_000_000));
-            assert!(t.heap.len() <= 2 * t.len() + SLACK + 1);
+            assert!(t.stored() <= 2 * t.len() + SLACK + 1);
         }
         assert_eq!(t.len(), 1000);
         let mut last = (base, 0);
@@ -322,13 +458,13 @@ mod tests {
         // Alternating between two instants makes identical entries.
         let mut compactions = 0;
         for i in 0..100_000u64 {
-            let before = t.heap.len();
+            let before = t.stored();
             t.set(0, base + ms(i % 2));
-            if t.heap.len() <= before {
+            if t.stored() <= before {
                 compactions += 1;
-                assert_eq!(t.heap.len(), 1, "one entry per live key after compaction");
+                assert_eq!(t.stored(), 1, "one entry per live key after compaction");
             }
-            assert!(t.heap.len() <= 2 * t.len() + SLACK + 1);
+            assert!(t.stored() <= 2 * t.len() + SLACK + 1);
         }
         assert!(compactions > 0);
         // Mass cancel: the heap shrinks with the live count.
@@ -339,8 +475,8 @@ mod tests {
             t.cancel(k);
         }
         assert_eq!(t.len(), 1);
-        assert!(t.heap.len() <= 2 + SLACK + 1);
-        assert!(t.heap.capacity() <= 4 * (t.heap.len() + SLACK));
+        assert!(t.stored() <= 2 + SLACK + 1);
+        assert!(t.near.capacity() <= 4 * (t.near.len() + SLACK));
         assert_eq!(drain(&mut t, base + ms(10)), vec![0]);
     }
 
@@ -391,18 +527,19 @@ mod tests {
         }
     }
 
-    /// Timers behave like a `BTreeMap` from key to deadline.
-    #[test]
-    fn matches_btreemap_model() {
-        fn prop(ops: Vec<Op>) -> bool {
+    /// Timers behave like a `BTreeMap` from key to deadline, with deadlines `step`
+    /// apart: all near (1 ms), across a few far buckets (150 ms), or far apart (1000 s).
+    fn matches_model_with_step<const STEP_MS: u64>() {
+        fn prop<const STEP_MS: u64>(ops: Vec<Op>) -> bool {
             let base = Instant::now();
+            let at = |n: u64| base + ms(n * STEP_MS);
             let mut t = Timers::new();
             let mut model: BTreeMap<u32, Instant> = BTreeMap::new();
             for op in ops {
                 let ok = match op {
-                    Op::Set(k, at) => {
-                        t.set(k, base + ms(at));
-                        model.insert(k, base + ms(at));
+                    Op::Set(k, n) => {
+                        t.set(k, at(n));
+                        model.insert(k, at(n));
                         true
                     }
                     Op::Cancel(k) => {
@@ -411,7 +548,7 @@ mod tests {
                         true
                     }
                     Op::Pop(now) => {
-                        let now = base + ms(now);
+                        let now = at(now);
                         let expected = model
                             .iter()
                             .filter(|&(_, &at)| at <= now)
@@ -433,6 +570,51 @@ mod tests {
         }
         QuickCheck::new()
             .tests(1000)
-            .quickcheck(prop as fn(Vec<Op>) -> bool);
+            .quickcheck(prop::<STEP_MS> as fn(Vec<Op>) -> bool);
+    }
+
+    #[test]
+    fn matches_btreemap_model() {
+        matches_model_with_step::<1>();
+    }
+
+    #[test]
+    fn matches_btreemap_model_across_far_buckets() {
+        matches_model_with_step::<150>();
+        matches_model_with_step::<1_000_000>();
+    }
+
+    #[test]
+    fn far_deadlines_stay_out_of_the_heap_until_near() {
+        let base = Instant::now();
+        let mut t = Timers::new();
+        t.set(0, base);
+        for k in 1..=1000 {
+            t.set(k, base + Duration::from_secs(30) + ms(u64::from(k)));
+        }
+        assert_eq!(t.near.len(), 1, "only the near deadline is in the heap");
+        assert_eq!(t.pop_expired(base), Some(0));
+        assert_eq!(
+            t.next_deadline(),
+            Some(base + Duration::from_secs(30) + ms(1))
+        );
+        // Moving the earliest far deadline later: the next one is found again.
+        t.set(1, base + Duration::from_secs(60));
+        assert_eq!(
+            t.next_deadline(),
+            Some(base + Duration::from_secs(30) + ms(2))
+        );
+        // An earlier far deadline is taken at once.
+        t.set(5, base + Duration::from_secs(20));
+        assert_eq!(t.next_deadline(), Some(base + Duration::from_secs(20)));
+        assert_eq!(t.pop_expired(base + Duration::from_secs(19)), None);
+        assert_eq!(t.pop_expired(base + Duration::from_secs(20)), Some(5));
+        let late = base + Duration::from_secs(31);
+        let expired: Vec<u32> = std::iter::from_fn(|| t.pop_expired(late)).collect();
+        assert_eq!(expired, (2..=1000).filter(|&k| k != 5).collect::<Vec<_>>());
+        assert_eq!(t.next_deadline(), Some(base + Duration::from_secs(60)));
+        assert_eq!(drain(&mut t, base + Duration::from_secs(60)), vec![1]);
+        assert!(t.is_empty());
+        assert_eq!(t.next_deadline(), None);
     }
 }
