@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::ack_repeat::DuplicateShare;
+use super::buffers::Buffers;
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
@@ -860,18 +861,48 @@ impl Arq {
     }
 
     /// Gives back the memory of empty buffers (an idle session costs only its fixed
-    /// state). Cheap; the session layer calls it when the engine goes idle.
-    pub fn release_idle_buffers(&mut self) {
-        if self.acks.is_empty() {
-            self.acks = Vec::new();
-        }
+    /// state): those another engine can reuse (receive queue, ACK list, send ring,
+    /// output queue and buffer) are returned, empty, the others are freed. Dropping
+    /// the result frees them too. Cheap (a few moves); the session layer calls it when
+    /// the engine goes idle.
+    pub fn release_idle_buffers(&mut self) -> Buffers {
+        let acks = if self.acks.is_empty() {
+            std::mem::take(&mut self.acks)
+        } else {
+            Vec::new()
+        };
         if self.repeat_acks.is_empty() && self.repeating.is_empty() {
             self.repeat_acks = Vec::new();
             self.repeating = Vec::new();
         }
-        self.sending.release_idle();
-        self.received.release_idle();
-        self.output.release_idle();
+        let (datagrams, output) = self.output.release_idle();
+        Buffers {
+            ready: self.received.release_idle(),
+            acks,
+            sending: self.sending.release_idle(),
+            datagrams,
+            output,
+        }
+    }
+
+    /// Takes over `buffers` (from [`release_idle_buffers`](Self::release_idle_buffers)
+    /// of any engine) where this engine has no memory of its own, so its next data costs
+    /// no allocation; what it does not need is dropped. Changes no behaviour, only
+    /// where the memory comes from. O(1).
+    pub fn adopt_buffers(&mut self, buffers: Buffers) {
+        let Buffers {
+            ready,
+            acks,
+            sending,
+            datagrams,
+            output,
+        } = buffers;
+        self.received.adopt(ready);
+        if self.acks.capacity() == 0 && acks.is_empty() {
+            self.acks = acks;
+        }
+        self.sending.adopt(sending);
+        self.output.adopt(datagrams, output);
     }
 }
 

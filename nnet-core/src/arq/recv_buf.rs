@@ -226,15 +226,26 @@ impl ReceiveBuffer {
         Some(self.join.split().freeze())
     }
 
-    /// Gives back the buffers' memory when they are empty.
-    pub(crate) fn release_idle(&mut self) {
+    /// Gives back the buffers' memory when they are empty: the ready queue is
+    /// returned (empty, with its capacity) for another engine to take over, the rest is
+    /// freed.
+    pub(crate) fn release_idle(&mut self) -> VecDeque<Received> {
         if self.pending.is_empty() {
             self.pending = VecDeque::new();
         }
-        if self.ready.is_empty() {
-            self.ready = VecDeque::new();
-        }
         self.join = BytesMut::new();
+        if self.ready.is_empty() {
+            std::mem::take(&mut self.ready)
+        } else {
+            VecDeque::new()
+        }
+    }
+
+    /// Takes over `ready` (empty) as the ready queue, if this one has no memory yet.
+    pub(crate) fn adopt(&mut self, ready: VecDeque<Received>) {
+        if self.ready.capacity() == 0 && ready.is_empty() {
+            self.ready = ready;
+        }
     }
 }
 

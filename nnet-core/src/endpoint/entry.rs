@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::buffer_pool::BufferPool;
 use crate::session::Session;
 use crate::wire::Token;
 
@@ -27,6 +28,9 @@ pub(crate) struct Entry {
     pub transmit_queued: bool,
     /// In the endpoint's readable queue.
     pub readable_queued: bool,
+    /// The engine gave its buffers to the endpoint's pool when it went quiet, and has
+    /// not taken a set since.
+    pub buffers_returned: bool,
     pub stats: EntryStats,
     pub session: Session,
     /// The client's real address (path block from a trusted gateway, else `remote`).
@@ -34,6 +38,21 @@ pub(crate) struct Entry {
     /// The session token; `None` for a plain KCP client (it cannot switch lines).
     pub token: Option<Token>,
     pub created: Instant,
+}
+
+impl Entry {
+    /// Before the session gets data to receive or send: if its engine gave its buffers
+    /// back, it takes the pool's last set (if any), so it does not allocate its own.
+    /// O(1).
+    #[inline]
+    pub(crate) fn adopt_pooled_buffers(&mut self, pool: &mut BufferPool) {
+        if self.buffers_returned {
+            self.buffers_returned = false;
+            if let Some(buffers) = pool.take() {
+                self.session.arq_mut().adopt_buffers(buffers);
+            }
+        }
+    }
 }
 
 /// The endpoint's own counters of one session (the engine keeps the rest): what
