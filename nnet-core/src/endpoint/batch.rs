@@ -1,7 +1,7 @@
 //! Datagrams in batches: what a socket read with `recvmmsg` (or a loop of reads) hands
 //! over. Before handling the datagrams of a batch one by one, the endpoint asks the CPU
-//! to load the conv-map bucket and then the session record of each, so the memory
-//! loads of the whole batch overlap instead of each datagram waiting for its own.
+//! to load the conv-map bucket and then the session record of each (for data, only the
+//! record's hot lines), so the memory loads of the whole batch overlap instead of each datagram waiting for its own.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -52,7 +52,8 @@ impl Endpoint {
     }
 
     /// Starts loading what the datagrams' handling reads first: each conv's bucket,
-    /// then (once those are on their way) each known session's record.
+    /// then (once those are on their way) each known session's record (for data, the
+    /// lines one datagram touches, [`Slab::hot_lines`](super::slab::Slab::hot_lines)).
     fn prefetch(&self, batch: &[Option<(SocketAddr, Bytes)>]) {
         let first = |datagram: &Option<(SocketAddr, Bytes)>| {
             datagram.as_ref().and_then(|(_, payload)| peek(payload))
@@ -62,12 +63,12 @@ impl Endpoint {
         }
         for (conv, ping) in batch.iter().filter_map(first) {
             if let Some(slot) = self.by_conv.get(conv) {
-                let lines = if ping {
-                    PING_LINES
+                if ping {
+                    self.slots.prefetch(slot, PING_LINES);
                 } else {
-                    self.slots.record_lines()
-                };
-                self.slots.prefetch(slot, lines);
+                    // Data: the record's hot lines.
+                    self.slots.prefetch(slot, self.slots.hot_lines());
+                }
             }
         }
     }

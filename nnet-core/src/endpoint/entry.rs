@@ -41,6 +41,10 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// Bytes at the start of a record that one data datagram and the flush after it
+    /// touch (the rest: the engine's rare counters, real IP, token, creation time).
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Entry, session) + Session::HOT_BYTES;
+
     /// Before the session gets data to receive or send: if its engine gave its buffers
     /// back, it takes the pool's last set (if any), so it does not allocate its own.
     /// O(1).
