@@ -1,7 +1,8 @@
 //! Datagrams in batches: what a socket read with `recvmmsg` (or a loop of reads) hands
 //! over. Before handling the datagrams of a batch one by one, the endpoint asks the CPU
 //! to load the conv-map bucket and then the session record of each (for data, only the
-//! record's hot lines), so the memory loads of the whole batch overlap instead of each datagram waiting for its own.
+//! record's hot lines, and the session's timer table entry), so the memory loads of
+//! the whole batch overlap instead of each datagram waiting for its own.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -53,7 +54,8 @@ impl Endpoint {
 
     /// Starts loading what the datagrams' handling reads first: each conv's bucket,
     /// then (once those are on their way) each known session's record (for data, the
-    /// lines one datagram touches, [`Slab::hot_lines`](super::slab::Slab::hot_lines)).
+    /// lines one datagram touches, [`Slab::hot_lines`](super::slab::Slab::hot_lines),
+    /// and its timer table entry).
     fn prefetch(&self, batch: &[Option<(SocketAddr, Bytes)>]) {
         let first = |datagram: &Option<(SocketAddr, Bytes)>| {
             datagram.as_ref().and_then(|(_, payload)| peek(payload))
@@ -66,8 +68,10 @@ impl Endpoint {
                 if ping {
                     self.slots.prefetch(slot, PING_LINES);
                 } else {
-                    // Data: the record's hot lines.
+                    // Data: the record's hot lines, and the timer table entry the
+                    // session's next deadline is written to.
                     self.slots.prefetch(slot, self.slots.hot_lines());
+                    self.timers.prefetch(slot);
                 }
             }
         }
