@@ -179,7 +179,19 @@ impl Endpoint {
 
     /// Takes in one datagram that arrived from `from`. Never fails: what is malformed,
     /// stale or over a limit is counted in [`stats`](Self::stats) and dropped.
+    ///
+    /// Once the conv is looked up, every line of the session's record the datagram
+    /// will touch (and its timer table entry) is requested from memory at once, so
+    /// that with many sessions their misses overlap instead of coming one after the
+    /// other as the handling reaches each field.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: Bytes) {
+        self.prefetch_for(&payload);
+        self.handle_prefetched(now, from, payload);
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram), once the session's memory was
+    /// requested.
+    fn handle_prefetched(&mut self, now: Instant, from: SocketAddr, payload: Bytes) {
         self.stats.datagrams_in += 1;
         self.advance_to(now);
         self.receive(now, from, payload);
