@@ -56,18 +56,25 @@ pub enum SessionError {
 /// holds heap memory only while the engine does (queued or unacknowledged data).
 ///
 /// `repr(C)` keeps `last_recv` first: a keepalive writes only it, and the server keeps
-/// it in the cache line of its record that the receive path reads first.
+/// it in the cache line of its record that the receive path reads first. What every
+/// datagram and timer reads (phase, pending control datagram) comes next, then the
+/// engine with its hot part first: the first [`HOT_BYTES`](Self::HOT_BYTES) are what one
+/// datagram touches.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Session {
     last_recv: Instant,
     phase: Phase,
-    arq: Arq,
     /// A FIN or KICK waiting to be sent (at most one at a time).
     pending_control: Option<Bytes>,
+    arq: Arq,
 }
 
 impl Session {
+    /// Bytes at the start of a session that one datagram's input and the flush after
+    /// it touch.
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Session, arq) + Arq::HOT_BYTES;
+
     /// A new open session around `arq`, counting `now` as its last receive.
     pub(crate) fn new(arq: Arq, now: Instant) -> Session {
         Session {

@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::ack_repeat::DuplicateShare;
+use super::buffers::Buffers;
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
@@ -64,55 +65,74 @@ struct Congestion {
 /// [`poll_output`](Self::poll_output) returns. Time is a wrapping `u32` of
 /// milliseconds from any origin, the same for every call.
 ///
-/// Memory: about 400 bytes while idle; buffers grow with data in flight and are given
+/// Memory: about 580 bytes while idle; buffers grow with data in flight and are given
 /// back by [`release_idle_buffers`](Self::release_idle_buffers).
+///
+/// Layout: `repr(C)`, what one datagram's input and the flush after it read or write
+/// first (conv, clocks, windows, the send and receive buffers' heads, the ACK lists,
+/// the output, the RTT, the settings and the per-datagram counters) is the first
+/// [`HOT_BYTES`](Self::HOT_BYTES) bytes; the rest (rare counters, the send fast path's
+/// limit, the join buffer of fragmented messages) follows. A server prefetches only the
+/// hot part.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Arq {
     conv: u32,
-    config: ArqConfig,
-    mss: usize,
-    /// Largest message `send` queues as one fragment on its fast path (0 in stream mode).
-    single_fragment_max: usize,
-
     current: u32,
-    updated: bool,
     next_flush: u32,
+    remote_window: u32,
+    probe_at: u32,
+    probe_wait: u32,
+    duplicates: DuplicateShare,
+    updated: bool,
+    probe: u8,
+    dead: bool,
+    announce: Option<Token>,
+    congestion: Congestion,
+    /// Payload bytes per segment (at most `MAX_MTU`, so it fits).
+    mss: u32,
 
     /// Queued and in-flight segments.
     sending: SendBuffer,
-    remote_window: u32,
-    congestion: Congestion,
-    rtt: RttEstimator,
-    /// Time-based loss detection ([`ArqConfig::recent_ack`]).
-    recent_ack: RecentAck,
-    probe: u8,
-    probe_at: u32,
-    probe_wait: u32,
-    dead: bool,
-
     received: ReceiveBuffer,
     acks: Vec<(u32, u32)>,
+    output: Output,
     /// ACKs to send once more at the next flush ([`ArqConfig::ack_repeat`]): those of
     /// segments received since the last flush, then, at the flush, those of them still
     /// above a gap.
     repeat_acks: Vec<(u32, u32)>,
     /// ACKs sent at the last flush to send again at this one.
     repeating: Vec<(u32, u32)>,
-    duplicates: DuplicateShare,
-
-    announce: Option<Token>,
-    output: Output,
+    rtt: RttEstimator,
+    /// Time-based loss detection ([`ArqConfig::recent_ack`]).
+    recent_ack: RecentAck,
+    config: ArqConfig,
+    /// Counters; the per-datagram ones first (see [`ArqStats`]).
     stats: ArqStats,
+
+    /// Largest message `send` queues as one fragment on its fast path (0 in stream mode).
+    single_fragment_max: usize,
+    /// Where fragmented messages are joined; its memory is taken back in place for the
+    /// next one once the application dropped the previous one.
+    join: BytesMut,
 }
 
+/// Bytes at the start of an [`Arq`] that one datagram and the flush after it touch: up
+/// to and with the per-datagram counters.
+const HOT_BYTES: usize = std::mem::offset_of!(Arq, stats) + ArqStats::HOT_BYTES;
+
 impl Arq {
+    /// Bytes at the start of the engine that one datagram's input and the flush after
+    /// it touch (see the layout note above), for prefetching.
+    pub(crate) const HOT_BYTES: usize = HOT_BYTES;
+
     /// A new engine for conversation `conv`, after checking `config`.
     pub fn new(conv: u32, config: &ArqConfig) -> Result<Arq, ArqConfigError> {
         config.validate()?;
         Ok(Arq {
             conv,
             config: config.clone(),
-            mss: config.mss(),
+            mss: config.mss() as u32,
             single_fragment_max: if config.stream {
                 0
             } else {
@@ -142,6 +162,7 @@ impl Arq {
             announce: None,
             output: Output::default(),
             stats: ArqStats::default(),
+            join: BytesMut::new(),
         })
     }
 
@@ -226,7 +247,7 @@ impl Arq {
     /// In stream mode, free bytes in the last queued segment.
     fn stream_tail_room(&self) -> usize {
         match self.sending.last_queued() {
-            Some(last) if self.config.stream => self.mss.saturating_sub(last.data.len()),
+            Some(last) if self.config.stream => (self.mss as usize).saturating_sub(last.data.len()),
             _ => 0,
         }
     }
@@ -243,8 +264,9 @@ impl Arq {
     fn queue_fragments(&mut self, data: Bytes, count: usize) {
         self.sending.reserve(count);
         for i in 0..count {
-            let start = i * self.mss;
-            let end = (start + self.mss).min(data.len());
+            let mss = self.mss as usize;
+            let start = i * mss;
+            let end = (start + mss).min(data.len());
             let frg = if self.config.stream {
                 0
             } else {
@@ -266,7 +288,7 @@ impl Arq {
     pub fn recv(&mut self) -> Option<Bytes> {
         loop {
             let window_was_full = self.received.ready_len() as u32 >= self.received.window();
-            let message = self.received.pop_message()?;
+            let message = self.received.pop_message(&mut self.join)?;
             self.received.promote();
             if window_was_full && (self.received.ready_len() as u32) < self.received.window() {
                 self.probe |= ASK_TELL;
@@ -463,7 +485,7 @@ impl Arq {
         if cc.cwnd >= self.remote_window {
             return;
         }
-        let mss = self.mss as u32;
+        let mss = self.mss;
         if cc.cwnd < cc.ssthresh {
             cc.cwnd += 1;
             cc.incr = cc.incr.wrapping_add(mss);
@@ -698,7 +720,7 @@ impl Arq {
 
     /// Congestion response to the flush's retransmissions (end of `ikcp_flush`).
     fn adjust_after_flush(&mut self, outcome: FlushOutcome, window: u32) {
-        let mss = self.mss as u32;
+        let mss = self.mss;
         let cc = &mut self.congestion;
         if outcome.fast_retransmits > 0 {
             let in_flight = self.sending.next_sn().wrapping_sub(self.sending.una());
@@ -860,18 +882,49 @@ impl Arq {
     }
 
     /// Gives back the memory of empty buffers (an idle session costs only its fixed
-    /// state). Cheap; the session layer calls it when the engine goes idle.
-    pub fn release_idle_buffers(&mut self) {
-        if self.acks.is_empty() {
-            self.acks = Vec::new();
-        }
+    /// state): those another engine can reuse (receive queue, ACK list, send ring,
+    /// output queue and buffer) are returned, empty, the others are freed. Dropping
+    /// the result frees them too. Cheap (a few moves); the session layer calls it when
+    /// the engine goes idle.
+    pub fn release_idle_buffers(&mut self) -> Buffers {
+        let acks = if self.acks.is_empty() {
+            std::mem::take(&mut self.acks)
+        } else {
+            Vec::new()
+        };
         if self.repeat_acks.is_empty() && self.repeating.is_empty() {
             self.repeat_acks = Vec::new();
             self.repeating = Vec::new();
         }
-        self.sending.release_idle();
-        self.received.release_idle();
-        self.output.release_idle();
+        self.join = BytesMut::new();
+        let (datagrams, output) = self.output.release_idle();
+        Buffers {
+            ready: self.received.release_idle(),
+            acks,
+            sending: self.sending.release_idle(),
+            datagrams,
+            output,
+        }
+    }
+
+    /// Takes over `buffers` (from [`release_idle_buffers`](Self::release_idle_buffers)
+    /// of any engine) where this engine has no memory of its own, so its next data costs
+    /// no allocation; what it does not need is dropped. Changes no behaviour, only
+    /// where the memory comes from. O(1).
+    pub fn adopt_buffers(&mut self, buffers: Buffers) {
+        let Buffers {
+            ready,
+            acks,
+            sending,
+            datagrams,
+            output,
+        } = buffers;
+        self.received.adopt(ready);
+        if self.acks.capacity() == 0 && acks.is_empty() {
+            self.acks = acks;
+        }
+        self.sending.adopt(sending);
+        self.output.adopt(datagrams, output);
     }
 }
 

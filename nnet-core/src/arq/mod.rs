@@ -18,7 +18,8 @@
 //!   reused once the application dropped the previous one);
 //! - outgoing datagrams share one buffer allocation instead of one per segment;
 //! - [`Arq::check`] is O(1);
-//! - buffers are released when idle, so an idle engine costs a few hundred bytes.
+//! - buffers are released when idle, so an idle engine costs a few hundred bytes; the
+//!   emptied ones ([`Buffers`]) can be handed to another engine (a server's pool).
 //!
 //! On top, two settings serve nnet's session layer: NEW segments (data sent with the
 //! session token, [`Arq::set_announce`]) and the empty-message rule
@@ -30,6 +31,7 @@
 //! ([`ArqConfig::ack_repeat`], receiver side).
 
 mod ack_repeat;
+mod buffers;
 mod config;
 mod engine;
 mod error;
@@ -43,6 +45,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use buffers::Buffers;
 pub use config::{ArqConfig, ArqConfigError, MAX_FRAGMENTS, MAX_MTU, MIN_MTU, MIN_RECV_WINDOW};
 pub use engine::{Arq, InputReport};
 pub use error::{InputError, NoAnnounceRoom, SendError};

@@ -84,12 +84,28 @@ impl Output {
         !self.ready.is_empty()
     }
 
-    /// Gives back the memory when nothing waits.
-    pub(crate) fn release_idle(&mut self) {
-        if self.ready.is_empty() && self.current.is_empty() {
-            self.ready = VecDeque::new();
-            self.current = BytesMut::new();
-            self.block = 1;
+    /// Gives back the memory when nothing waits: the queue and the buffer (both
+    /// empty) are returned for another engine to take over; the buffer only if at most
+    /// one datagram's room was reserved in it (so at most one MTU stands behind it) and
+    /// it has room left, else it is freed.
+    pub(crate) fn release_idle(&mut self) -> (VecDeque<Bytes>, BytesMut) {
+        if !self.ready.is_empty() || !self.current.is_empty() {
+            return Default::default();
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let current = std::mem::take(&mut self.current);
+        let small = self.block <= 2 && current.capacity() > 0;
+        self.block = 1;
+        (ready, if small { current } else { BytesMut::new() })
+    }
+
+    /// Takes over `ready` and `current` (empty) where this builder has no memory yet.
+    pub(crate) fn adopt(&mut self, ready: VecDeque<Bytes>, current: BytesMut) {
+        if self.ready.capacity() == 0 && ready.is_empty() {
+            self.ready = ready;
+        }
+        if self.current.capacity() == 0 && self.current.is_empty() && current.is_empty() {
+            self.current = current;
         }
     }
 }

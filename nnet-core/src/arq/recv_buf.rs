@@ -30,16 +30,15 @@ pub(crate) enum Arrival {
     OutOfWindow,
 }
 
-/// The receive side: next expected sequence number, window, buffers.
+/// The receive side: next expected sequence number, window, buffers. `repr(C)`: what
+/// an in-order arrival touches (the numbers, the ready queue) first.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct ReceiveBuffer {
     next_sn: u32,
     window: u32,
-    pending: VecDeque<Option<Received>>,
     ready: VecDeque<Received>,
-    /// Where fragmented messages are joined; its memory is taken back in place for the
-    /// next one once the application dropped the previous one.
-    join: BytesMut,
+    pending: VecDeque<Option<Received>>,
 }
 
 impl ReceiveBuffer {
@@ -49,7 +48,6 @@ impl ReceiveBuffer {
             window: u32::from(window),
             pending: VecDeque::new(),
             ready: VecDeque::new(),
-            join: BytesMut::new(),
         }
     }
 
@@ -205,36 +203,47 @@ impl ReceiveBuffer {
     }
 
     /// Takes the next whole message; a single-fragment message is returned without a
-    /// copy, a fragmented one is joined into one buffer.
+    /// copy, a fragmented one is joined in `join` (whose memory is taken back in place
+    /// for the next one once the application dropped the previous one).
     #[inline]
-    pub(crate) fn pop_message(&mut self) -> Option<Bytes> {
+    pub(crate) fn pop_message(&mut self, join: &mut BytesMut) -> Option<Bytes> {
         if self.ready.front()?.frg == 0 {
             return self.ready.pop_front().map(|segment| segment.data);
         }
-        self.pop_fragmented()
+        self.pop_fragmented(join)
     }
 
-    fn pop_fragmented(&mut self) -> Option<Bytes> {
+    fn pop_fragmented(&mut self, join: &mut BytesMut) -> Option<Bytes> {
         let size = self.peek_size()?;
-        self.join.reserve(size);
+        join.reserve(size);
         while let Some(segment) = self.ready.pop_front() {
-            self.join.extend_from_slice(&segment.data);
+            join.extend_from_slice(&segment.data);
             if segment.frg == 0 {
                 break;
             }
         }
-        Some(self.join.split().freeze())
+        Some(join.split().freeze())
     }
 
-    /// Gives back the buffers' memory when they are empty.
-    pub(crate) fn release_idle(&mut self) {
+    /// Gives back the buffers' memory when they are empty: the ready queue is
+    /// returned (empty, with its capacity) for another engine to take over, the rest is
+    /// freed.
+    pub(crate) fn release_idle(&mut self) -> VecDeque<Received> {
         if self.pending.is_empty() {
             self.pending = VecDeque::new();
         }
         if self.ready.is_empty() {
-            self.ready = VecDeque::new();
+            std::mem::take(&mut self.ready)
+        } else {
+            VecDeque::new()
         }
-        self.join = BytesMut::new();
+    }
+
+    /// Takes over `ready` (empty) as the ready queue, if this one has no memory yet.
+    pub(crate) fn adopt(&mut self, ready: VecDeque<Received>) {
+        if self.ready.capacity() == 0 && ready.is_empty() {
+            self.ready = ready;
+        }
     }
 }
 
@@ -261,12 +270,13 @@ mod tests {
     #[test]
     fn reorders_and_joins_fragments() {
         let mut buf = ReceiveBuffer::new(128);
+        let mut join = BytesMut::new();
         assert_eq!(buf.insert(1, seg(0, b"cd")), Arrival::Stored);
         assert_eq!(buf.peek_size(), None);
         assert_eq!(buf.insert(0, seg(1, b"ab")), Arrival::Stored);
         assert_eq!(buf.insert(0, seg(1, b"ab")), Arrival::Duplicate);
         assert_eq!(buf.peek_size(), Some(4));
-        assert_eq!(buf.pop_message().as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"abcd"[..]));
         assert_eq!(buf.next_sn(), 2);
         assert!(buf.is_empty());
     }
@@ -281,28 +291,30 @@ mod tests {
     #[test]
     fn stores_a_cut_of_what_the_payload_maker_gives() {
         let mut buf = ReceiveBuffer::new(128);
+        let mut join = BytesMut::new();
         let datagram = Bytes::from_static(b"headerPAYLOADtail");
         let stored = buf.insert_with(1, 0, || datagram.clone(), (6, 7));
         assert_eq!(stored, Arrival::Stored, "out of order, into pending");
         let stored = buf.insert_with(0, 0, || datagram.clone(), (0, 6));
         assert_eq!(stored, Arrival::Stored, "in order, straight to ready");
-        assert_eq!(buf.pop_message().as_deref(), Some(&b"header"[..]));
-        assert_eq!(buf.pop_message().as_deref(), Some(&b"PAYLOAD"[..]));
+        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"header"[..]));
+        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"PAYLOAD"[..]));
     }
 
     #[test]
     fn a_joined_message_still_held_is_not_overwritten() {
         let mut buf = ReceiveBuffer::new(128);
+        let mut join = BytesMut::new();
         buf.insert(0, seg(1, b"ab"));
         buf.insert(1, seg(0, b"cd"));
-        let first = buf.pop_message();
+        let first = buf.pop_message(&mut join);
         buf.insert(2, seg(1, b"ef"));
         buf.insert(3, seg(0, b"gh"));
-        assert_eq!(buf.pop_message().as_deref(), Some(&b"efgh"[..]));
+        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"efgh"[..]));
         assert_eq!(first.as_deref(), Some(&b"abcd"[..]));
         drop(first);
         buf.insert(4, seg(1, b"ij"));
         buf.insert(5, seg(0, b"kl"));
-        assert_eq!(buf.pop_message().as_deref(), Some(&b"ijkl"[..]));
+        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"ijkl"[..]));
     }
 }

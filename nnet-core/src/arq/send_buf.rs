@@ -271,10 +271,20 @@ impl SendBuffer {
         self.unacked = 0;
     }
 
-    /// Gives back the ring's memory when it is empty.
-    pub(crate) fn release_idle(&mut self) {
+    /// Gives back the ring (empty, with its capacity) when it is empty, for another
+    /// engine to take over.
+    pub(crate) fn release_idle(&mut self) -> VecDeque<InFlight> {
         if self.slots.is_empty() {
-            self.slots = VecDeque::new();
+            std::mem::take(&mut self.slots)
+        } else {
+            VecDeque::new()
+        }
+    }
+
+    /// Takes over `slots` (empty) as the ring, if this one has no memory yet.
+    pub(crate) fn adopt(&mut self, slots: VecDeque<InFlight>) {
+        if self.slots.capacity() == 0 && slots.is_empty() {
+            self.slots = slots;
         }
     }
 }

@@ -627,3 +627,54 @@ fn a_segment_backs_off_to_the_rto_cap_and_no_further() {
     assert!(gaps.iter().all(|&g| g <= max), "{gaps:?}");
     assert!(gaps.len() > 100, "still retransmitting after two hours");
 }
+
+/// Sends `messages` from `from` to `to` at `now` and lets `to` acknowledge them;
+/// returns what `to` sent.
+fn deliver_and_ack(from: &mut Arq, to: &mut Arq, messages: &[Bytes], now: u32) -> Vec<Bytes> {
+    for m in messages {
+        from.send(m.clone()).expect("send");
+    }
+    from.flush(now);
+    while let Some(datagram) = from.poll_output() {
+        to.input_bytes(now, datagram).expect("input");
+    }
+    to.flush(now + 10);
+    std::iter::from_fn(|| to.poll_output()).collect()
+}
+
+#[test]
+fn released_buffers_are_empty_and_adopting_them_changes_nothing() {
+    let secret = Bytes::from_static(b"secret of the first conversation");
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    deliver_and_ack(&mut a, &mut b, &[secret.clone(), secret.clone()], 0);
+    // A message the application has not read yet stays; the rest is handed over.
+    let kept = b.release_idle_buffers();
+    assert!(kept.is_empty() && kept.bytes() > 0);
+    assert_eq!(b.recv(), Some(secret.clone()));
+    assert_eq!(b.recv(), Some(secret.clone()));
+    let buffers = b.release_idle_buffers();
+    assert!(buffers.is_empty() && buffers.bytes() > 0);
+
+    // An engine on those buffers does exactly what one on fresh buffers does.
+    let messages = [message(1, 10), message(2, 1000)];
+    let (mut c, mut d) = (
+        Arq::new(CONV, &fast()).expect("config"),
+        Arq::new(CONV, &fast()).expect("config"),
+    );
+    d.adopt_buffers(buffers);
+    d.adopt_buffers(kept);
+    let (mut e, mut f) = (
+        Arq::new(CONV, &fast()).expect("config"),
+        Arq::new(CONV, &fast()).expect("config"),
+    );
+    let on_adopted = deliver_and_ack(&mut c, &mut d, &messages, 100);
+    let on_fresh = deliver_and_ack(&mut e, &mut f, &messages, 100);
+    assert_eq!(on_adopted, on_fresh);
+    let received: Vec<Bytes> = std::iter::from_fn(|| d.recv()).collect();
+    assert_eq!(received, messages);
+    assert!(std::iter::from_fn(|| f.recv()).eq(messages));
+    assert!(on_adopted
+        .iter()
+        .all(|d| !d.windows(secret.len()).any(|w| w == &secret[..])));
+}

@@ -4,14 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::buffer_pool::BufferPool;
 use crate::session::Session;
 use crate::wire::Token;
 
-/// One session on the server, stored inline in the endpoint's slab (about 700 bytes).
+/// One session on the server, stored inline in the endpoint's slab (about 820 bytes).
 ///
 /// `repr(C)` keeps the declaration order: what a PING or the first checks of a datagram
 /// read (remote, confirmation, the counters, then the session's last receive time at
-/// the start of [`Session`]) share the record's first two cache lines.
+/// the start of [`Session`]) share the record's first two cache lines; what a data
+/// datagram touches ends at [`HOT_BYTES`](Self::HOT_BYTES), in the slot's first 10
+/// lines of 13; what follows the session is rarely read.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entry {
@@ -27,6 +30,9 @@ pub(crate) struct Entry {
     pub transmit_queued: bool,
     /// In the endpoint's readable queue.
     pub readable_queued: bool,
+    /// The engine gave its buffers to the endpoint's pool when it went quiet, and has
+    /// not taken a set since.
+    pub buffers_returned: bool,
     pub stats: EntryStats,
     pub session: Session,
     /// The client's real address (path block from a trusted gateway, else `remote`).
@@ -34,6 +40,25 @@ pub(crate) struct Entry {
     /// The session token; `None` for a plain KCP client (it cannot switch lines).
     pub token: Option<Token>,
     pub created: Instant,
+}
+
+impl Entry {
+    /// Bytes at the start of a record that one data datagram and the flush after it
+    /// touch (the rest: the engine's rare counters, real IP, token, creation time).
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Entry, session) + Session::HOT_BYTES;
+
+    /// Before the session gets data to receive or send: if its engine gave its buffers
+    /// back, it takes the pool's last set (if any), so it does not allocate its own.
+    /// O(1).
+    #[inline]
+    pub(crate) fn adopt_pooled_buffers(&mut self, pool: &mut BufferPool) {
+        if self.buffers_returned {
+            self.buffers_returned = false;
+            if let Some(buffers) = pool.take() {
+                self.session.arq_mut().adopt_buffers(buffers);
+            }
+        }
+    }
 }
 
 /// The endpoint's own counters of one session (the engine keeps the rest): what

@@ -129,6 +129,7 @@ impl Endpoint {
             created: now,
             transmit_queued: false,
             readable_queued: false,
+            buffers_returned: true,
             stats: Default::default(),
         };
         let plain_kcp = entry.token.is_none();
@@ -244,6 +245,10 @@ impl Endpoint {
                 cmd if cmd.carries_data() => newest_data = Some(newer(newest_data, header.ts)),
                 _ => {}
             }
+        }
+        if newest_data.is_some() {
+            // Data to store and acknowledge: buffers from the pool, not from malloc.
+            entry.adopt_pooled_buffers(&mut self.pool);
         }
         if entry.session.input(now, now_ms, datagram).is_err() {
             entry.stats.drops += 1;

@@ -8,8 +8,11 @@
 use super::entry::Entry;
 use crate::event::ConnId;
 
-/// Slots per page (a power of two). About 700 KiB per page.
+/// Slots per page (a power of two). About 830 KiB per page.
 const PAGE: usize = 1024;
+
+/// Cache lines at the start of a slot that one data datagram touches.
+const HOT_LINES: usize = (std::mem::offset_of!(Slot, entry) + Entry::HOT_BYTES).div_ceil(64);
 
 /// One slab slot: the generation tells a freed session's handle from a later one's.
 /// Aligned to a cache line, so a record's first fields share one line.
@@ -121,6 +124,13 @@ impl Slab {
         std::mem::size_of::<Slot>() / 64
     }
 
+    /// Cache lines at the start of a slot that one data datagram and the flush after
+    /// it touch ([`Entry::HOT_BYTES`]).
+    #[inline]
+    pub(crate) fn hot_lines(&self) -> usize {
+        HOT_LINES
+    }
+
     #[inline]
     fn slot(&self, slot: u32) -> Option<&Slot> {
         let slot = slot as usize;
@@ -143,5 +153,15 @@ mod tests {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
         // The receive path's first fields stay within the slot's first two lines.
         assert!(std::mem::offset_of!(Entry, session) + 8 + 16 <= 128);
+    }
+
+    #[test]
+    fn a_data_datagram_touches_the_first_lines_only() {
+        // 13 lines per record; the hot part (record head, session head, the engine up
+        // to its per-datagram counters) spans the first 10; the engine's rare
+        // counters, its join buffer, real IP, token and creation time the last three.
+        assert_eq!(std::mem::size_of::<Slot>(), 13 * 64);
+        assert_eq!(HOT_LINES, 10);
+        assert!(HOT_LINES < Slab::default().record_lines());
     }
 }

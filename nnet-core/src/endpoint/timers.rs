@@ -175,6 +175,16 @@ impl Timers {
         Some(key)
     }
 
+    /// Asks the CPU to start loading the table entry of `key` (what setting or
+    /// cancelling its deadline reads first), without waiting. A hint: changes nothing;
+    /// does nothing for a key never set or on other architectures. One instruction.
+    #[inline]
+    pub fn prefetch(&self, key: u32) {
+        if let Some(entry) = self.deadlines.get(key as usize) {
+            super::prefetch::prefetch_lines(entry, 1);
+        }
+    }
+
     /// Number of keys with a deadline.
     pub fn len(&self) -> usize {
         self.live
