@@ -313,6 +313,11 @@ impl Arq {
     /// the last segment's payload is the datagram's own handle, advanced (no
     /// reference-count update).
     pub fn input_bytes(&mut self, now_ms: u32, datagram: Bytes) -> Result<InputReport, InputError> {
+        // Segments of one size (ACKs, a bulk sender's same-size messages): they start
+        // every `stride` bytes, checked without a walk.
+        if let Some((first, stride, count)) = Datagram::check_uniform(&datagram) {
+            return self.input_at(now_ms, datagram, first.conv, count, |i| Some(i * stride));
+        }
         let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
         let (first, count, recorded) = match Datagram::check_recording(&datagram, &mut offsets) {
             Ok(checked) => checked,
@@ -324,21 +329,35 @@ impl Arq {
         if !recorded {
             return self.input(now_ms, &Datagram::checked(datagram, first, count));
         }
-        self.begin_input(now_ms, first.conv)?;
+        let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
+        self.input_at(now_ms, datagram, first.conv, count, offset)
+    }
+
+    /// Takes in the `count` segments of a checked `datagram` of `conv`, segment `i`
+    /// starting at `offset(i)`; the last one's payload is the datagram's own handle.
+    #[inline(always)]
+    fn input_at(
+        &mut self,
+        now_ms: u32,
+        datagram: Bytes,
+        conv: u32,
+        count: usize,
+        offset: impl Fn(usize) -> Option<usize>,
+    ) -> Result<InputReport, InputError> {
+        self.begin_input(now_ms, conv)?;
         let una_before = self.sending.una();
         let mut report = InputReport::default();
         let mut max_ack: Option<(u32, u32)> = None;
-        let offsets = offsets.get(..count).unwrap_or_default();
-        let Some((&last, others)) = offsets.split_last() else {
+        let Some(last) = count.checked_sub(1) else {
             return Ok(self.end_input(una_before, max_ack, report));
         };
-        for &offset in others {
-            if let Some((header, at)) = Datagram::header_in(&datagram, offset as usize) {
+        for i in 0..last {
+            if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(&datagram, o)) {
                 let payload = || datagram.slice(at..at + header.len as usize);
                 self.input_segment(&header, payload, 0, &mut report, &mut max_ack);
             }
         }
-        if let Some((header, at)) = Datagram::header_in(&datagram, last as usize) {
+        if let Some((header, at)) = offset(last).and_then(|o| Datagram::header_in(&datagram, o)) {
             self.input_segment(&header, move || datagram, at, &mut report, &mut max_ack);
         }
         Ok(self.end_input(una_before, max_ack, report))

@@ -12,12 +12,16 @@ pub const RTO_MIN_MS: u32 = 100;
 pub const RTO_MIN_NODELAY_MS: u32 = 30;
 
 /// Smoothed RTT, RTT variance and the RTO derived from them.
+///
+/// Unsigned: every value is at least 0 and at most a few times [`RTO_MAX_MS`] (ikcp.c
+/// uses `int`, with the same results for these values), so that the divisions of the
+/// update are shifts, which keeps the chain from one ACK's sample to the next short.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RttEstimator {
-    srtt: i32,
-    rttval: i32,
-    rto: i32,
-    min_rto: i32,
+    srtt: u32,
+    rttval: u32,
+    rto: u32,
+    min_rto: u32,
 }
 
 impl RttEstimator {
@@ -25,12 +29,12 @@ impl RttEstimator {
         RttEstimator {
             srtt: 0,
             rttval: 0,
-            rto: RTO_INITIAL_MS as i32,
+            rto: RTO_INITIAL_MS,
             min_rto: if nodelay {
                 RTO_MIN_NODELAY_MS
             } else {
                 RTO_MIN_MS
-            } as i32,
+            },
         }
     }
 
@@ -41,17 +45,17 @@ impl RttEstimator {
     /// there; below the cap both agree exactly).
     #[inline]
     pub(crate) fn on_sample(&mut self, rtt: i32, interval: u32) {
-        let rtt = rtt.clamp(0, RTO_MAX_MS as i32);
+        let rtt = rtt.clamp(0, RTO_MAX_MS as i32) as u32;
         if self.srtt == 0 {
             self.srtt = rtt;
             self.rttval = rtt / 2;
         } else {
-            let delta = (rtt - self.srtt).abs();
+            let delta = rtt.abs_diff(self.srtt);
             self.rttval = (3 * self.rttval + delta) / 4;
             self.srtt = ((7 * self.srtt + rtt) / 8).max(1);
         }
-        let rto = (self.srtt as u32).wrapping_add(interval.max(4 * self.rttval as u32));
-        self.rto = rto.max(self.min_rto as u32).min(RTO_MAX_MS) as i32;
+        let rto = self.srtt.wrapping_add(interval.max(4 * self.rttval));
+        self.rto = rto.clamp(self.min_rto, RTO_MAX_MS);
     }
 
     /// Forgets the history and starts again from one sample (a new path, measured by a
@@ -65,17 +69,17 @@ impl RttEstimator {
     /// Current retransmission timeout, ms.
     #[inline]
     pub(crate) fn rto(&self) -> u32 {
-        self.rto as u32
+        self.rto
     }
 
     /// Smoothed RTT, ms (0 before the first sample).
     pub(crate) fn srtt(&self) -> u32 {
-        self.srtt as u32
+        self.srtt
     }
 
     /// RTT mean deviation, ms.
     pub(crate) fn rttvar(&self) -> u32 {
-        self.rttval as u32
+        self.rttval
     }
 }
 

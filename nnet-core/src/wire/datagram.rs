@@ -68,6 +68,39 @@ impl Datagram {
         Ok((first, count, small && count <= RECORDED_SEGMENTS))
     }
 
+    /// Checks `bytes` like [`parse`](Self::parse) when it is made of plain KCP segments
+    /// (PUSH, ACK, WASK, WINS) of one conv that all have the first one's `len`, which is
+    /// what a datagram of ACKs and a bulk sender's datagram of same-size messages are.
+    /// Returns the first header, the stride (header plus payload) and the segment
+    /// count; `None` if `bytes` is not of that shape (valid or not: call
+    /// [`check_recording`](Self::check_recording) then).
+    ///
+    /// Segment `i` starts at `i * stride`, so the checks do not wait for each other
+    /// (the general walk reads each `len` to find the next header); one pass of
+    /// independent loads, no offsets written.
+    #[inline]
+    pub(crate) fn check_uniform(bytes: &[u8]) -> Option<(Header, usize, usize)> {
+        let raw = bytes.first_chunk::<HEADER_LEN>()?;
+        if !is_plain(raw[4]) {
+            return None;
+        }
+        let first = Header::from_array(raw).ok()?;
+        let stride = HEADER_LEN.checked_add(usize::try_from(first.len).ok()?)?;
+        let count = bytes.len() / stride;
+        if count * stride != bytes.len() {
+            return None;
+        }
+        let word = |raw: &[u8; HEADER_LEN], at: usize| {
+            u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
+        };
+        let mut same = true;
+        for segment in bytes.chunks_exact(stride).skip(1) {
+            let raw = segment.first_chunk::<HEADER_LEN>()?;
+            same &= (word(raw, 0) == first.conv) & is_plain(raw[4]) & (word(raw, 20) == first.len);
+        }
+        same.then_some((first, stride, count))
+    }
+
     /// The datagram of `bytes`, which [`check_recording`](Self::check_recording)
     /// accepted with this first header and count.
     #[inline]
@@ -297,6 +330,12 @@ fn validate(bytes: &[u8], record: &mut [u32]) -> Result<(Header, usize), WireErr
     Ok((first, count))
 }
 
+/// Whether `cmd` is one of the plain KCP commands (PUSH, ACK, WASK, WINS).
+#[inline(always)]
+fn is_plain(cmd: u8) -> bool {
+    (Cmd::Push as u8..=Cmd::Wins as u8).contains(&cmd)
+}
+
 /// Checks the segment at `offset` (all but the conv rule) and returns where the next one
 /// starts: inline for PUSH, ACK, WASK and WINS, through [`measure`] otherwise.
 #[inline(always)]
@@ -307,8 +346,7 @@ fn next_segment(bytes: &[u8], offset: usize) -> Result<usize, WireError> {
     {
         let available = bytes.len() - offset - HEADER_LEN;
         let len = u32::from_le_bytes([raw[20], raw[21], raw[22], raw[23]]);
-        let plain = (Cmd::Push as u8..=Cmd::Wins as u8).contains(&raw[4]);
-        if plain && u64::from(len) <= available as u64 {
+        if is_plain(raw[4]) && u64::from(len) <= available as u64 {
             return Ok(offset + HEADER_LEN + len as usize);
         }
     }
@@ -420,6 +458,55 @@ mod tests {
                 available: 3
             })
         );
+    }
+
+    fn segment(conv: u32, cmd: Cmd, sn: u32, payload: &[u8]) -> Vec<u8> {
+        let header = Header {
+            conv,
+            cmd,
+            frg: 0,
+            wnd: 32,
+            ts: 5,
+            sn,
+            una: 0,
+            len: payload.len() as u32,
+        };
+        let mut raw = header.to_bytes().to_vec();
+        raw.extend_from_slice(payload);
+        raw
+    }
+
+    #[test]
+    fn uniform_datagrams_are_checked_by_stride() {
+        let acks: Vec<u8> = (0..5)
+            .flat_map(|sn| segment(7, Cmd::Ack, sn, &[]))
+            .collect();
+        let (first, stride, count) =
+            Datagram::check_uniform(&acks).unwrap_or_else(|| panic!("uniform ACKs"));
+        assert_eq!((first.sn, stride, count), (0, HEADER_LEN, 5));
+        let data: Vec<u8> = (0..3)
+            .flat_map(|sn| segment(7, Cmd::Push, sn, b"abc"))
+            .collect();
+        assert_eq!(
+            Datagram::check_uniform(&data).map(|(_, stride, count)| (stride, count)),
+            Some((HEADER_LEN + 3, 3))
+        );
+        // Not of that shape, valid or not: the general walk decides.
+        let mut mixed = acks.clone();
+        mixed.extend_from_slice(&segment(7, Cmd::Push, 9, b"abc"));
+        assert_eq!(Datagram::check_uniform(&mixed), None);
+        assert!(Datagram::parse(Bytes::from(mixed)).is_ok());
+        let mut other_conv = acks.clone();
+        other_conv.extend_from_slice(&segment(8, Cmd::Ack, 9, &[]));
+        assert_eq!(Datagram::check_uniform(&other_conv), None);
+        assert!(Datagram::parse(Bytes::from(other_conv)).is_err());
+        let mut control = acks.clone();
+        control.extend_from_slice(&crate::wire::ping(7, 1, 1));
+        assert_eq!(Datagram::check_uniform(&control), None);
+        let mut short = acks;
+        short.pop();
+        assert_eq!(Datagram::check_uniform(&short), None);
+        assert!(Datagram::parse(Bytes::from(short)).is_err());
     }
 
     #[test]
