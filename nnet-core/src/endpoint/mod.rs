@@ -224,7 +224,7 @@ impl Endpoint {
             return Some(response);
         }
         while let Some(conn) = self.transmit_ready.pop_front() {
-            let Some(entry) = self.entry_of_mut(conn) else {
+            let Some(entry) = self.slots.get_conn_mut(conn) else {
                 continue;
             };
             match entry.session.poll_transmit() {
@@ -235,6 +235,12 @@ impl Endpoint {
                         self.transmit_ready.push_front(conn);
                     } else {
                         entry.transmit_queued = false;
+                        // Its last datagram is out: a session now quiet (an ACK was
+                        // all it had) gives its buffers back and waits for its idle
+                        // timeout from here, not from one more flush.
+                        if return_buffers_if_quiet(entry, &mut self.pool) {
+                            self.schedule(conn.slot);
+                        }
                     }
                     self.stats.datagrams_out += 1;
                     return Some(Transmit { to, payload });
@@ -388,12 +394,7 @@ impl Endpoint {
             self.free(slot, reason);
             return;
         }
-        if !entry.buffers_returned && entry.session.arq().is_idle() {
-            // Quiet (nothing to send, acknowledge or wait for): the buffers go back.
-            self.pool
-                .put(entry.session.arq_mut().release_idle_buffers());
-            entry.buffers_returned = true;
-        }
+        return_buffers_if_quiet(entry, &mut self.pool);
         let queue_transmit = entry.session.has_transmit() && !entry.transmit_queued;
         entry.transmit_queued |= queue_transmit;
         let queue_readable = entry.session.arq().peek_size().is_some() && !entry.readable_queued;
@@ -462,4 +463,15 @@ impl Endpoint {
             self.responses.push_back(transmit);
         }
     }
+}
+
+/// Gives a quiet session's buffers (nothing to send, acknowledge or wait for) to the
+/// pool, once per quiet period; whether it did.
+fn return_buffers_if_quiet(entry: &mut Entry, pool: &mut BufferPool) -> bool {
+    if entry.buffers_returned || !entry.session.arq().is_idle() {
+        return false;
+    }
+    pool.put(entry.session.arq_mut().release_idle_buffers());
+    entry.buffers_returned = true;
+    true
 }
