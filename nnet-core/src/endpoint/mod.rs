@@ -80,9 +80,12 @@ pub enum EndpointError {
 ///
 /// Costs: O(1) per datagram (conv lookup in a keyed open-addressing table, then the
 /// session's record inline in a paged slab); per timer O(1) for a far one (idle and
-/// handshake timeouts) and O(log n) in a heap of only the next second's deadlines. An
-/// idle session holds no timer but its idle timeout, and only its fixed state: a
-/// session that goes quiet gives its emptied engine buffers to a pool of at most
+/// handshake timeouts; moving one later, as each datagram received does, only writes
+/// a table entry) and O(log n) in a heap of only the next second's deadlines. An idle
+/// session holds no timer but its idle timeout, and only its fixed state: a session
+/// that goes quiet (at the latest when its last datagram is handed to
+/// [`poll_transmit`](Self::poll_transmit)'s caller) gives its emptied engine buffers
+/// to a pool of at most
 /// [`PREFETCH_BATCH`] sets (about 57 KiB), which the next sessions to get data take over
 /// instead of allocating their own.
 #[derive(Debug)]
