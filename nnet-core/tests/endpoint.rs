@@ -690,3 +690,46 @@ fn a_fin_from_a_line_the_client_left_is_not_believed() {
     assert!(net.server_closes().is_empty());
     assert_eq!(net.server_messages().len(), 3);
 }
+
+#[test]
+fn a_session_is_quiet_once_its_ack_is_drained_and_waits_for_its_idle_timeout() {
+    use nnet_core::endpoint::Endpoint;
+    use std::time::Instant;
+    let start = Instant::now();
+    let config = server_config();
+    let idle = config.session.idle_timeout;
+    let interval = Duration::from_millis(u64::from(config.session.arq.interval_ms));
+    let mut server = Endpoint::new(config, start).expect("config");
+    let me = addr("192.0.2.60:7000");
+    let conv = 0x77;
+    let hello = segment(
+        header(conv, Cmd::New, 0, 0, 0),
+        &new_extra(PathBlock::Empty, [7; 8]),
+        b"",
+    );
+    server.handle_datagram(start, me, hello);
+    server.handle_datagram(start, me, wire::ping(conv, 0, 1));
+    let at = start + interval;
+    server.handle_datagram(
+        at,
+        me,
+        segment(header(conv, Cmd::Push, 1, 0, 0), &[], b"hi"),
+    );
+    while server.poll_event().is_some() {}
+    // The flush queues the ACK: until it is handed out, the session is busy.
+    let flush = server.poll_timeout().expect("flush due");
+    assert!(flush <= at + interval);
+    server.handle_timeout(flush);
+    let mut acks = 0;
+    while let Some(t) = server.poll_transmit() {
+        assert_eq!(t.to, me);
+        acks += 1;
+    }
+    assert!(acks >= 1);
+    // Drained and quiet: no more flushes, only the idle timeout, exactly.
+    assert_eq!(server.poll_timeout(), Some(at + idle));
+    server.handle_timeout(at + idle - Duration::from_nanos(1));
+    assert_eq!(server.len(), 1, "not timed out early");
+    server.handle_timeout(at + idle);
+    assert_eq!(server.len(), 0, "timed out at its deadline");
+}
