@@ -2,15 +2,19 @@
 //! datagram in turn: the same transmits, events, timers and counters, on a mixed
 //! stream of hellos, data, ACKs, PINGs, FINs, garbage, stale convs and wrong sources.
 
+mod net;
+
+use net::{header, hello, segment};
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use nnet_core::config::{EndpointConfig, SessionConfig};
 use nnet_core::endpoint::{Endpoint, PREFETCH_BATCH};
 use nnet_core::event::ServerEvent;
 use nnet_core::transmit::Transmit;
-use nnet_core::wire::{self, Cmd, FinReason, Header, PathBlock};
+use nnet_core::wire::{self, Cmd, FinReason};
 
 /// A small deterministic generator (xorshift64).
 struct Rng(u64);
@@ -35,30 +39,6 @@ fn source(i: u64, port: u16) -> SocketAddr {
     )
 }
 
-fn segment(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32, extra: &[u8], payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    Header {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: payload.len() as u32,
-    }
-    .encode(&mut out);
-    out.put_slice(extra);
-    out.put_slice(payload);
-    out.freeze()
-}
-
-fn hello(conv: u32, ts: u32) -> Bytes {
-    let mut extra = PathBlock::Empty.to_bytes().to_vec();
-    extra.extend_from_slice(&u64::from(conv).to_le_bytes());
-    segment(conv, Cmd::New, 0, 0, ts, &extra, &[])
-}
-
 /// One random datagram of the stream: mostly well-formed traffic of 200 clients.
 fn datagram(rng: &mut Rng, next_sn: &mut [u32], ts: u32) -> (SocketAddr, Bytes) {
     let i = rng.below(next_sn.len() as u64);
@@ -70,21 +50,24 @@ fn datagram(rng: &mut Rng, next_sn: &mut [u32], ts: u32) -> (SocketAddr, Bytes) 
         3..=9 => {
             next_sn[i as usize] += 1;
             let payload = vec![i as u8; rng.below(40) as usize];
-            (from, segment(conv, Cmd::Push, sn, 0, ts, &[], &payload))
+            (
+                from,
+                segment(header(conv, Cmd::Push, sn, 0, ts), &[], &payload),
+            )
         }
-        10..=11 => (from, segment(conv, Cmd::Ack, 0, 1, ts, &[], &[])),
+        10..=11 => (from, segment(header(conv, Cmd::Ack, 0, 1, ts), &[], &[])),
         12..=13 => (from, wire::ping(conv, ts, 9)),
         14 => (from, wire::fin(conv, FinReason::Normal)),
         15 => (
             source(i, 4001),
-            segment(conv, Cmd::Push, sn, 0, ts, &[], b"x"),
+            segment(header(conv, Cmd::Push, sn, 0, ts), &[], b"x"),
         ),
         16 => (from, Bytes::from(vec![0x5a; rng.below(30) as usize])),
         17 => (
             from,
-            segment(conv + 5000, Cmd::Push, 3, 1, ts, &[], b"stale"),
+            segment(header(conv + 5000, Cmd::Push, 3, 1, ts), &[], b"stale"),
         ),
-        _ => (from, segment(conv, Cmd::Wask, 0, 0, ts, &[], &[])),
+        _ => (from, segment(header(conv, Cmd::Wask, 0, 0, ts), &[], &[])),
     }
 }
 

@@ -6,8 +6,8 @@ mod net;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use net::{addr, connected, header, msg, Net, GATEWAY, SERVER};
+use bytes::{Bytes, BytesMut};
+use net::{addr, connected, header, msg, new_extra, segment, Net, GATEWAY, SERVER};
 use nnet_core::config::{ClientConfig, EndpointConfig, SessionConfig};
 use nnet_core::event::{ClientEvent, CloseReason, RemoteChange, ServerEvent};
 use nnet_core::line::Line;
@@ -26,25 +26,6 @@ fn server_config() -> EndpointConfig {
         session: SessionConfig::fast(),
         ..EndpointConfig::default()
     }
-}
-
-/// A raw segment: header plus payload (plus the NEW extra bytes when given).
-fn segment(header: Header, extra: &[u8], payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    Header {
-        len: payload.len() as u32,
-        ..header
-    }
-    .encode(&mut out);
-    out.put_slice(extra);
-    out.put_slice(payload);
-    out.freeze()
-}
-
-fn new_extra(path: PathBlock, token: [u8; 8]) -> Vec<u8> {
-    let mut extra = path.to_bytes().to_vec();
-    extra.extend_from_slice(&token);
-    extra
 }
 
 /// Server answers to injected traffic, parsed.

@@ -3,43 +3,23 @@
 //! delivers exactly what it would on an endpoint that never had the other session, and
 //! nothing of the other session's data.
 
+mod net;
+
+use net::{header, hello, segment};
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use nnet_core::config::{EndpointConfig, SessionConfig};
 use nnet_core::endpoint::Endpoint;
 use nnet_core::event::ServerEvent;
-use nnet_core::wire::{Cmd, Header, PathBlock};
+use nnet_core::wire::Cmd;
 
 const SECRET: &[u8] = b"secret of the first session";
 
 fn source(conv: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, conv as u8)), 5000)
-}
-
-fn segment(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32, extra: &[u8], payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    Header {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts,
-        sn,
-        una,
-        len: payload.len() as u32,
-    }
-    .encode(&mut out);
-    out.put_slice(extra);
-    out.put_slice(payload);
-    out.freeze()
-}
-
-fn hello(conv: u32) -> Bytes {
-    let mut extra = PathBlock::Empty.to_bytes().to_vec();
-    extra.extend_from_slice(&u64::from(conv).to_le_bytes());
-    segment(conv, Cmd::New, 0, 0, 0, &extra, &[])
 }
 
 /// Everything the endpoint says, in order: transmits (address and bytes) and messages.
@@ -73,11 +53,11 @@ fn tick(server: &mut Endpoint, now: &mut Instant, flushes: u32, said: &mut Said)
 /// sends one back; then it goes quiet until its buffers are given back.
 fn exchange(server: &mut Endpoint, now: &mut Instant, conv: u32, payloads: &[&[u8]]) -> Said {
     let mut said = Said::default();
-    server.handle_datagram(*now, source(conv), hello(conv));
+    server.handle_datagram(*now, source(conv), hello(conv, 0));
     drain(server, &mut said);
     let conn = server.find(conv).expect("accepted");
     for (sn, payload) in payloads.iter().enumerate() {
-        let datagram = segment(conv, Cmd::Push, sn as u32 + 1, 0, 5, &[], payload);
+        let datagram = segment(header(conv, Cmd::Push, sn as u32 + 1, 0, 5), &[], payload);
         server.handle_datagram(*now, source(conv), datagram);
         drain(server, &mut said);
         tick(server, now, 1, &mut said);
@@ -87,7 +67,7 @@ fn exchange(server: &mut Endpoint, now: &mut Instant, conv: u32, payloads: &[&[u
         .expect("send");
     tick(server, now, 3, &mut said);
     // The client acknowledges the server's message (sn 0): an ACK with una 1.
-    let ack = segment(conv, Cmd::Ack, 0, 1, 5, &[], &[]);
+    let ack = segment(header(conv, Cmd::Ack, 0, 1, 5), &[], &[]);
     server.handle_datagram(*now, source(conv), ack);
     tick(server, now, 3, &mut said);
     said

@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use nnet_core::client::Connection;
 use nnet_core::config::{ClientConfig, EndpointConfig};
 use nnet_core::endpoint::Endpoint;
 use nnet_core::event::{ClientEvent, ServerEvent};
 use nnet_core::gateway::fill_path_block;
 use nnet_core::line::Line;
-use nnet_core::wire::{Cmd, Header};
+use nnet_core::wire::{Cmd, Header, PathBlock};
 
 pub const SERVER: &str = "10.0.0.1:7000";
 pub const GATEWAY: &str = "10.0.0.9:7000";
@@ -294,4 +294,32 @@ pub fn header(conv: u32, cmd: Cmd, sn: u32, una: u32, ts: u32) -> Header {
         una,
         len: 0,
     }
+}
+
+/// A raw segment: `header` (its `len` set to the payload's), the NEW extra bytes when
+/// given, then the payload.
+pub fn segment(header: Header, extra: &[u8], payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    Header {
+        len: payload.len() as u32,
+        ..header
+    }
+    .encode(&mut out);
+    out.put_slice(extra);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// What a NEW carries between its header and payload: the path block and the token.
+pub fn new_extra(path: PathBlock, token: [u8; 8]) -> Vec<u8> {
+    let mut extra = path.to_bytes().to_vec();
+    extra.extend_from_slice(&token);
+    extra
+}
+
+/// A client's hello: an empty NEW sn = 0 on `conv` at clock `ts`, with an empty path
+/// block and the conv as its token.
+pub fn hello(conv: u32, ts: u32) -> Bytes {
+    let extra = new_extra(PathBlock::Empty, u64::from(conv).to_le_bytes());
+    segment(header(conv, Cmd::New, 0, 0, ts), &extra, &[])
 }
