@@ -10,7 +10,7 @@ use bytes::Bytes;
 use nnet_ckcp::{CKcp, CKcpConfig};
 
 use crate::link::{Link, LinkConfig};
-use crate::world::Workload;
+use crate::world::{TimerWake, Workload};
 
 /// The port every plain client sends from.
 const PLAIN_PORT: u16 = 9000;
@@ -65,7 +65,7 @@ pub struct PlainHost {
     pub refused: u64,
     pub(crate) up: Link,
     pub(crate) down: Link,
-    pub(crate) timer_at: Option<std::time::Instant>,
+    pub(crate) timer: TimerWake,
     kcp: Option<CKcp>,
 }
 
@@ -80,7 +80,7 @@ impl PlainHost {
             refused: 0,
             up: Link::new(spec.link.clone()),
             down: Link::new(spec.link.clone()),
-            timer_at: None,
+            timer: TimerWake::default(),
             kcp: None,
         }
     }

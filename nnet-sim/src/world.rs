@@ -184,8 +184,8 @@ pub struct ClientHost {
     pub kicked: Option<u32>,
     /// Its lines' gateways and links; the socket generation of each line.
     lines: Vec<ClientLine>,
-    /// The timer wake in the queue, if any.
-    timer_at: Option<Instant>,
+    /// Its timer wake in the queue.
+    timer: TimerWake,
 }
 
 #[derive(Debug)]
@@ -207,8 +207,35 @@ pub struct ServerHost {
     live: HashMap<ConnId, (u32, usize)>,
     /// Restarts so far.
     pub restarts: u32,
-    /// The timer wake in the queue, if any.
-    timer_at: Option<Instant>,
+    /// Its timer wake in the queue.
+    timer: TimerWake,
+}
+
+/// A host's timer wake in the event queue. A host asks to be woken at its next
+/// deadline after every activity; only a sooner request queues a new wake, and a wake
+/// overtaken by a sooner one is stale when it comes up (it would otherwise re-arm
+/// itself and multiply).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TimerWake(Option<Instant>);
+
+impl TimerWake {
+    /// The host wants to be woken at `at`: whether a wake must be queued for it.
+    fn arm(&mut self, at: Instant) -> bool {
+        let sooner = self.0.is_none_or(|queued| at < queued);
+        if sooner {
+            self.0 = Some(at);
+        }
+        sooner
+    }
+
+    /// The wake queued for `at` came up: whether it is the live one (then it is spent).
+    fn fire(&mut self, at: Instant) -> bool {
+        let live = self.0 == Some(at);
+        if live {
+            self.0 = None;
+        }
+        live
+    }
 }
 
 /// A datagram or a wake-up in the event queue.
@@ -318,7 +345,7 @@ impl World {
                     .expect("valid server config"),
                 live: HashMap::new(),
                 restarts: 0,
-                timer_at: None,
+                timer: TimerWake::default(),
             })
             .collect();
         let server_addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
@@ -365,7 +392,7 @@ impl World {
                 closed: None,
                 switches: Vec::new(),
                 kicked: None,
-                timer_at: None,
+                timer: TimerWake::default(),
                 lines: c
                     .lines
                     .iter()
@@ -505,12 +532,9 @@ impl World {
                 self.deliver(from, to, payload);
             }
             Wake::ClientTimer(i) => {
-                // Only the latest wake asked for counts; an earlier request replaced
-                // by a sooner one is stale.
-                if self.clients[i].timer_at != Some(at) {
+                if !self.clients[i].timer.fire(at) {
                     return;
                 }
-                self.clients[i].timer_at = None;
                 if let Some(conn) = &mut self.clients[i].conn {
                     if conn.poll_timeout().is_some_and(|t| t <= now) {
                         conn.handle_timeout(now);
@@ -520,10 +544,9 @@ impl World {
                 self.after_client(i);
             }
             Wake::ServerTimer(s) => {
-                if self.servers[s].timer_at != Some(at) {
+                if !self.servers[s].timer.fire(at) {
                     return;
                 }
-                self.servers[s].timer_at = None;
                 let endpoint = &mut self.servers[s].endpoint;
                 if endpoint.poll_timeout().is_some_and(|t| t <= now) {
                     endpoint.handle_timeout(now);
@@ -531,10 +554,9 @@ impl World {
                 self.after_server(s);
             }
             Wake::PlainTimer(i) => {
-                if self.plain[i].timer_at != Some(at) {
+                if !self.plain[i].timer.fire(at) {
                     return;
                 }
-                self.plain[i].timer_at = None;
                 let now_ms = self.ms();
                 self.plain[i].update(now_ms);
                 self.after_plain(i);
@@ -857,8 +879,7 @@ impl World {
         }
         if let Some(at) = self.clients[i].conn.as_ref().and_then(|c| c.poll_timeout()) {
             let at = at.max(self.now);
-            if self.clients[i].timer_at.is_none_or(|queued| at < queued) {
-                self.clients[i].timer_at = Some(at);
+            if self.clients[i].timer.arm(at) {
                 self.schedule(at, Wake::ClientTimer(i));
             }
         }
@@ -909,8 +930,7 @@ impl World {
             // is not: its clock has millisecond steps, so the next step is the soonest.
             let next = next.max(now_ms.saturating_add(1));
             let at = self.start + Duration::from_millis(u64::from(next));
-            if self.plain[i].timer_at.is_none_or(|queued| at < queued) {
-                self.plain[i].timer_at = Some(at);
+            if self.plain[i].timer.arm(at) {
                 self.schedule(at, Wake::PlainTimer(i));
             }
         }
@@ -937,8 +957,7 @@ impl World {
         }
         if let Some(at) = self.servers[s].endpoint.poll_timeout() {
             let at = at.max(self.now);
-            if self.servers[s].timer_at.is_none_or(|queued| at < queued) {
-                self.servers[s].timer_at = Some(at);
+            if self.servers[s].timer.arm(at) {
                 self.schedule(at, Wake::ServerTimer(s));
             }
         }
