@@ -347,25 +347,9 @@ pub fn timeline_svg(metrics: &Metrics, client: usize) -> Result<String, ReportEr
         );
         let root = root.titled(&title, ("sans-serif", 20)).map_err(draw)?;
         for ((caption, pick), area) in panels.iter().zip(root.split_evenly((4, 1))) {
-            let series: Vec<Vec<(f64, f64)>> = (0..lines)
-                .map(|line| {
-                    samples
-                        .iter()
-                        .filter(|s| s.line == line)
-                        .filter_map(|s| pick(s).map(|v| (s.at_ms as f64 / 1000.0, v)))
-                        .collect()
-                })
-                .collect();
-            let probes: Vec<Vec<(f64, f64)>> = if caption.starts_with("RTT") {
-                (0..lines)
-                    .map(|line| {
-                        samples
-                            .iter()
-                            .filter(|s| s.line == line)
-                            .filter_map(|s| s.probe_rtt_ms.map(|v| (s.at_ms as f64 / 1000.0, v)))
-                            .collect()
-                    })
-                    .collect()
+            let series = per_line(&samples, lines, *pick);
+            let probes = if caption.starts_with("RTT") {
+                per_line(&samples, lines, |s| s.probe_rtt_ms)
             } else {
                 Vec::new()
             };
@@ -426,6 +410,23 @@ pub fn timeline_svg(metrics: &Metrics, client: usize) -> Result<String, ReportEr
         root.present().map_err(draw)?;
     }
     Ok(svg)
+}
+
+/// For each line, the (seconds, value) points of the samples where `pick` has a value.
+fn per_line(
+    samples: &[&LineSample],
+    lines: usize,
+    pick: impl Fn(&LineSample) -> Option<f64>,
+) -> Vec<Vec<(f64, f64)>> {
+    (0..lines)
+        .map(|line| {
+            samples
+                .iter()
+                .filter(|s| s.line == line)
+                .filter_map(|s| pick(s).map(|v| (s.at_ms as f64 / 1000.0, v)))
+                .collect()
+        })
+        .collect()
 }
 
 fn draw(e: impl std::fmt::Display) -> ReportError {
