@@ -28,7 +28,8 @@
 //! figure is per datagram.
 //!
 //! Run: `cargo bench -p nnet-core --bench endpoint` (about 3 minutes on 2 cores; the 1M
-//! endpoint takes about 0.85 GB).
+//! endpoint takes about 0.85 GB). `NNET_BENCH_SESSIONS=1000,100000` builds and runs only
+//! those session counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -147,6 +148,21 @@ unsafe extern "C" fn c_free(ptr: *mut c_void) {
 }
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+
+/// The session counts to run: `NNET_BENCH_SESSIONS` (comma-separated) or [`SIZES`].
+fn sizes() -> Vec<usize> {
+    match std::env::var("NNET_BENCH_SESSIONS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("NNET_BENCH_SESSIONS: a list of numbers")
+            })
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
 const C_SESSIONS: usize = 100_000;
 /// Datagrams built at a time, outside the timed region.
 const BATCH: usize = 10_000;
@@ -353,9 +369,12 @@ fn bench_datagrams(c: &mut Criterion, n: usize, loaded: &mut Loaded, rng: &mut S
                             }
                         }
                     } else {
-                        while !batch.is_empty() {
-                            let take = batch.len().min(per_call);
-                            server.handle_datagrams(now, batch.drain(..take));
+                        // Taken from the front in order without moving the rest
+                        // (draining a prefix of the `Vec` would shift the remainder,
+                        // hundreds of KB, on every call).
+                        let mut datagrams = batch.drain(..).peekable();
+                        while datagrams.peek().is_some() {
+                            server.handle_datagrams(now, datagrams.by_ref().take(per_call));
                             while let Some(e) = server.poll_event() {
                                 black_box(e);
                             }
@@ -383,7 +402,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let mut rng = SmallRng::seed_from_u64(0x656e_6470);
     let mut rows = Vec::new();
-    for n in SIZES {
+    for n in sizes() {
         let building = Instant::now();
         let mut loaded = load(n);
         let built_in = building.elapsed();
