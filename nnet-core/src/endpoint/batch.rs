@@ -4,19 +4,21 @@
 //! [`2 * AHEAD`](AHEAD) places further, then the session record (for data, only its hot
 //! lines, and the session's timer table entry) of the one [`AHEAD`] places further, so
 //! the memory a datagram needs has arrived by the time its turn comes, and the loads
-//! of several datagrams overlap instead of each waiting for DRAM in turn.
+//! of several datagrams overlap instead of each waiting for DRAM in turn. A data
+//! datagram's first record lines go to L1, the rest of its hot lines to L2 only.
 //!
 //! Why a short, rolling distance rather than prefetching a whole batch at once: the CPU
 //! has a few dozen outstanding misses at most, so hundreds of prefetches issued
 //! together stall on each other, and lines fetched long before their use are evicted
 //! by the work in between. With 100k sessions this took the handling of a batch of
-//! PUSHes from about 690 to 540-600 ns per datagram (BENCHMARKS.md).
+//! PUSHes from about 710 to 480-490 ns per datagram (BENCHMARKS.md).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::prefetch::Level;
 use super::Endpoint;
 use crate::wire::{Cmd, HEADER_LEN};
 
@@ -38,6 +40,13 @@ const RING: usize = 2 * AHEAD;
 
 /// Cache lines of a record a PING reads (remote, counters, last receive time).
 const PING_LINES: usize = 2;
+
+/// Cache lines at the start of a record that a data datagram reads first (the checks
+/// and the engine's first fields): prefetched into L1, the rest of its hot lines into
+/// L2 only. Tried: all hot lines into L1 (100k `push_batch` 580 ns: they crowd L1 and
+/// its miss slots before their turn), all into L2 (PINGs twice as slow), 1 or 4 lines
+/// first (494 and 544 ns against 481-486).
+const FIRST_LINES: usize = 2;
 
 /// A datagram taken from the caller's iterator, waiting for its turn.
 struct Waiting {
@@ -114,9 +123,10 @@ impl Endpoint {
     pub(super) fn prefetch_session(&self, conv: u32, ping: bool) {
         if let Some(slot) = self.by_conv.get(conv) {
             if ping {
-                self.slots.prefetch(slot, PING_LINES);
+                self.slots.prefetch(slot, PING_LINES, Level::L1);
             } else {
-                self.slots.prefetch(slot, self.slots.hot_lines());
+                self.slots.prefetch(slot, FIRST_LINES, Level::L1);
+                self.slots.prefetch(slot, self.slots.hot_lines(), Level::L2);
                 self.timers.prefetch(slot);
             }
         }

@@ -141,7 +141,7 @@ impl ConvMap {
     pub(crate) fn prefetch(&self, conv: u32) {
         if let Some(mask) = self.buckets.len().checked_sub(1) {
             if let Some(bucket) = self.buckets.get(self.home(conv, mask)) {
-                super::prefetch::prefetch_lines(bucket, 1);
+                super::prefetch::prefetch_lines(bucket, 1, super::prefetch::Level::L1);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! costs at most one page of unused slots (rather than a `Vec`'s doubling).
 
 use super::entry::Entry;
+use super::prefetch::{prefetch_lines, Level};
 use crate::event::ConnId;
 
 /// Slots per page (a power of two). About 830 KiB per page.
@@ -108,13 +109,14 @@ impl Slab {
     }
 
     /// Asks the CPU to start loading the first `lines` cache lines of the slot's record
-    /// (the first two hold what the receive path reads first), without waiting. A hint:
+    /// into the caches of `level` (the first two hold what the receive path reads
+    /// first), without waiting. A hint:
     /// changes nothing; does nothing for a slot out of range or on other architectures.
     /// Costs one instruction per line.
     #[inline]
-    pub(crate) fn prefetch(&self, slot: u32, lines: usize) {
+    pub(crate) fn prefetch(&self, slot: u32, lines: usize, level: Level) {
         if let Some(stored) = self.slot(slot) {
-            super::prefetch::prefetch_lines(stored, lines.min(self.record_lines()));
+            prefetch_lines(stored, lines.min(self.record_lines()), level);
         }
     }
 

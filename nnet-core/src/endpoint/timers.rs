@@ -218,7 +218,7 @@ impl Timers {
     #[inline]
     pub fn prefetch(&self, key: u32) {
         if let Some(slot) = self.slots.get(key as usize) {
-            super::prefetch::prefetch_lines(slot, 1);
+            super::prefetch::prefetch_lines(slot, 1, super::prefetch::Level::L1);
         }
     }
 
