@@ -15,6 +15,8 @@
 //!   never after a timeout or an application command;
 //! - each session is closed at most once, and only after it was accepted; messages only
 //!   come from live sessions;
+//! - after a batch (`handle_datagrams`), every `Accepted` names the conv and source of
+//!   a valid start in that batch;
 //! - every datagram sent parses and fits in the MTU;
 //! - traffic without a session (unknown conv, or a known conv from another address,
 //!   that neither starts nor moves a session) is answered only with PONG or FIN, never
@@ -247,6 +249,33 @@ fuzz_target!(|data: &[u8]| {
         let op = input.byte();
         let now_ms = (now - start).as_millis() as u32;
         match op % 8 {
+            2 if op & 0x10 != 0 => {
+                // A batch, as `recvmmsg` hands it over: the prefetching path.
+                let count = 2 + usize::from(input.byte() % 24);
+                let mut batch = Vec::with_capacity(count);
+                let mut starts = Vec::new();
+                for _ in 0..count {
+                    let from = sources[usize::from(input.byte()) % sources.len()];
+                    let payload = build(&mut input, now_ms);
+                    if let Some((conv, _)) = valid_start(&payload, plain) {
+                        starts.push((conv, from));
+                    }
+                    batch.push((from, payload));
+                }
+                server.handle_datagrams(now, batch);
+                let (accepted, _) = model.events(&mut server);
+                assert!(accepted.len() <= starts.len());
+                for event in &accepted {
+                    let ServerEvent::Accepted { conv, remote, .. } = event else {
+                        unreachable!()
+                    };
+                    assert!(
+                        starts.contains(&(*conv, *remote)),
+                        "accepted {conv} from {remote} without a valid start in the batch"
+                    );
+                }
+                transmits(&mut server, mtu);
+            }
             0..=4 => {
                 let from = sources[usize::from(op >> 6)];
                 let mut payload = if op % 8 == 4 {
