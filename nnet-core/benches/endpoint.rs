@@ -356,33 +356,25 @@ fn bench_datagrams(c: &mut Criterion, n: usize, loaded: &mut Loaded, rng: &mut S
                     let server = &mut loaded.server;
                     let mut now = loaded.now;
                     let timer = Instant::now();
-                    if per_call == 1 {
-                        for (from, datagram) in batch.drain(..) {
-                            server.handle_datagram(now, from, datagram);
-                            while let Some(e) = server.poll_event() {
-                                black_box(e);
+                    // Taken from the front in order without moving the rest
+                    // (draining a prefix of the `Vec` would shift the remainder,
+                    // hundreds of KB, on every call).
+                    let mut datagrams = batch.drain(..).peekable();
+                    while datagrams.peek().is_some() {
+                        if per_call == 1 {
+                            if let Some((from, datagram)) = datagrams.next() {
+                                server.handle_datagram(now, from, datagram);
                             }
-                            now += loaded.interval;
-                            server.handle_timeout(now);
-                            while let Some(t) = server.poll_transmit() {
-                                black_box(t);
-                            }
-                        }
-                    } else {
-                        // Taken from the front in order without moving the rest
-                        // (draining a prefix of the `Vec` would shift the remainder,
-                        // hundreds of KB, on every call).
-                        let mut datagrams = batch.drain(..).peekable();
-                        while datagrams.peek().is_some() {
+                        } else {
                             server.handle_datagrams(now, datagrams.by_ref().take(per_call));
-                            while let Some(e) = server.poll_event() {
-                                black_box(e);
-                            }
-                            now += loaded.interval;
-                            server.handle_timeout(now);
-                            while let Some(t) = server.poll_transmit() {
-                                black_box(t);
-                            }
+                        }
+                        while let Some(e) = server.poll_event() {
+                            black_box(e);
+                        }
+                        now += loaded.interval;
+                        server.handle_timeout(now);
+                        while let Some(t) = server.poll_transmit() {
+                            black_box(t);
                         }
                     }
                     elapsed += timer.elapsed();

@@ -62,7 +62,7 @@ impl Endpoint {
     /// [`handle_datagram`](Self::handle_datagram) called for each in turn; only faster
     /// with many sessions, as each datagram's session memory is requested a few
     /// datagrams before its turn. Costs a few instructions per datagram on top of
-    /// handling it, and no allocation (it holds up to 8 datagrams on the stack).
+    /// handling it, and no allocation (it holds up to 16 datagrams on the stack).
     pub fn handle_datagrams<I>(&mut self, now: Instant, datagrams: I)
     where
         I: IntoIterator<Item = (SocketAddr, Bytes)>,
@@ -123,10 +123,11 @@ impl Endpoint {
     pub(super) fn prefetch_session(&self, conv: u32, ping: bool) {
         if let Some(slot) = self.by_conv.get(conv) {
             if ping {
-                self.slots.prefetch(slot, PING_LINES, Level::L1);
+                self.slots.prefetch(slot, 0..PING_LINES, Level::L1);
             } else {
-                self.slots.prefetch(slot, FIRST_LINES, Level::L1);
-                self.slots.prefetch(slot, self.slots.hot_lines(), Level::L2);
+                self.slots.prefetch(slot, 0..FIRST_LINES, Level::L1);
+                self.slots
+                    .prefetch(slot, FIRST_LINES..self.slots.hot_lines(), Level::L2);
                 self.timers.prefetch(slot);
             }
         }

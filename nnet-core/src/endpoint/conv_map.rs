@@ -6,6 +6,8 @@
 //! the next buckets (linear probing), so a lookup is usually one cache line, whose
 //! address is known from the conv alone: a batch can prefetch it before the lookup.
 
+use super::prefetch::{prefetch_lines, Level};
+
 /// A bucket's slot value meaning "empty" (the slab never hands out this slot).
 const EMPTY: u32 = u32::MAX;
 
@@ -141,7 +143,7 @@ impl ConvMap {
     pub(crate) fn prefetch(&self, conv: u32) {
         if let Some(mask) = self.buckets.len().checked_sub(1) {
             if let Some(bucket) = self.buckets.get(self.home(conv, mask)) {
-                super::prefetch::prefetch_lines(bucket, 1, super::prefetch::Level::L1);
+                prefetch_lines(bucket, 0..1, Level::L1);
             }
         }
     }

@@ -2,6 +2,8 @@
 //! soon, so that the loads of several datagrams of a batch overlap instead of each
 //! waiting for DRAM in turn.
 
+use std::ops::Range;
+
 /// Bytes per cache line.
 const LINE: usize = 64;
 
@@ -15,13 +17,13 @@ pub(crate) enum Level {
     L2,
 }
 
-/// Starts loading `lines` cache lines from the start of `value` into the caches of
-/// `level`. A hint only: it never faults, changes no value, and is a no-op outside
-/// x86-64. Costs one instruction per line.
+/// Starts loading the cache lines `lines` (counted from the start of `value`) into the
+/// caches of `level`. A hint only: it never faults, changes no value, and is a no-op
+/// outside x86-64. Costs one instruction per line.
 #[inline(always)]
-pub(crate) fn prefetch_lines<T>(value: &T, lines: usize, level: Level) {
+pub(crate) fn prefetch_lines<T>(value: &T, lines: Range<usize>, level: Level) {
     let start = (value as *const T).cast::<u8>();
-    for line in 0..lines {
+    for line in lines {
         prefetch_byte(start.wrapping_add(line * LINE), level);
     }
 }

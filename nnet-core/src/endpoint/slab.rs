@@ -5,6 +5,8 @@
 //! record. Pages never move or shrink, so growing the slab never copies a session and
 //! costs at most one page of unused slots (rather than a `Vec`'s doubling).
 
+use std::ops::Range;
+
 use super::entry::Entry;
 use super::prefetch::{prefetch_lines, Level};
 use crate::event::ConnId;
@@ -108,15 +110,15 @@ impl Slab {
         Some(entry)
     }
 
-    /// Asks the CPU to start loading the first `lines` cache lines of the slot's record
-    /// into the caches of `level` (the first two hold what the receive path reads
-    /// first), without waiting. A hint:
-    /// changes nothing; does nothing for a slot out of range or on other architectures.
-    /// Costs one instruction per line.
+    /// Asks the CPU to start loading the cache lines `lines` of the slot's record (the
+    /// first two hold what the receive path reads first) into the caches of `level`,
+    /// without waiting. A hint: changes nothing; does nothing for a slot out of range
+    /// or on other architectures. Costs one instruction per line.
     #[inline]
-    pub(crate) fn prefetch(&self, slot: u32, lines: usize, level: Level) {
+    pub(crate) fn prefetch(&self, slot: u32, lines: Range<usize>, level: Level) {
         if let Some(stored) = self.slot(slot) {
-            prefetch_lines(stored, lines.min(self.record_lines()), level);
+            let end = lines.end.min(self.record_lines());
+            prefetch_lines(stored, lines.start..end, level);
         }
     }
 

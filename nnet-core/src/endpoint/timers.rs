@@ -12,6 +12,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
+use super::prefetch::{prefetch_lines, Level};
+
 /// A table value meaning "no deadline" (or "no far entry").
 const NONE: u64 = u64::MAX;
 
@@ -218,7 +220,7 @@ impl Timers {
     #[inline]
     pub fn prefetch(&self, key: u32) {
         if let Some(slot) = self.slots.get(key as usize) {
-            super::prefetch::prefetch_lines(slot, 1, super::prefetch::Level::L1);
+            prefetch_lines(slot, 0..1, Level::L1);
         }
     }
 
