@@ -53,3 +53,59 @@ impl Buffers {
             && self.output.is_empty()
     }
 }
+
+/// A buffer whose memory, once emptied, can move between engines: the one rule of
+/// [`take_if_empty`] and [`adopt_into`] for every kind of buffer an engine gives back.
+pub(super) trait Reusable: Default {
+    /// Whether it holds nothing.
+    fn is_empty(&self) -> bool;
+    /// Elements (or bytes) it has room for without allocating.
+    fn capacity(&self) -> usize;
+}
+
+impl<T> Reusable for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+}
+
+impl<T> Reusable for VecDeque<T> {
+    fn is_empty(&self) -> bool {
+        VecDeque::is_empty(self)
+    }
+    fn capacity(&self) -> usize {
+        VecDeque::capacity(self)
+    }
+}
+
+impl Reusable for BytesMut {
+    fn is_empty(&self) -> bool {
+        BytesMut::is_empty(self)
+    }
+    fn capacity(&self) -> usize {
+        BytesMut::capacity(self)
+    }
+}
+
+/// `buffer`'s memory if it holds nothing (leaving an unallocated one in its place),
+/// else an unallocated buffer (a buffer with data keeps it). O(1).
+#[inline]
+pub(super) fn take_if_empty<B: Reusable>(buffer: &mut B) -> B {
+    if buffer.is_empty() {
+        std::mem::take(buffer)
+    } else {
+        B::default()
+    }
+}
+
+/// Installs `offered` as `buffer` if `buffer` has no memory yet and `offered` holds
+/// nothing (it is dropped otherwise). O(1).
+#[inline]
+pub(super) fn adopt_into<B: Reusable>(buffer: &mut B, offered: B) {
+    if buffer.capacity() == 0 && offered.is_empty() {
+        *buffer = offered;
+    }
+}

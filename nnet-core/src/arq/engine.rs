@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::ack_repeat::DuplicateShare;
-use super::buffers::Buffers;
+use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
@@ -906,11 +906,7 @@ impl Arq {
     /// the result frees them too. Cheap (a few moves); the session layer calls it when
     /// the engine goes idle.
     pub fn release_idle_buffers(&mut self) -> Buffers {
-        let acks = if self.acks.is_empty() {
-            std::mem::take(&mut self.acks)
-        } else {
-            Vec::new()
-        };
+        let acks = take_if_empty(&mut self.acks);
         if self.repeat_acks.is_empty() && self.repeating.is_empty() {
             self.repeat_acks = Vec::new();
             self.repeating = Vec::new();
@@ -939,9 +935,7 @@ impl Arq {
             output,
         } = buffers;
         self.received.adopt(ready);
-        if self.acks.capacity() == 0 && acks.is_empty() {
-            self.acks = acks;
-        }
+        adopt_into(&mut self.acks, acks);
         self.sending.adopt(sending);
         self.output.adopt(datagrams, output);
     }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+use super::buffers::adopt_into;
 use crate::wire::HEADER_LEN;
 
 /// Most datagrams reserved for at a time in the shared buffer.
@@ -101,11 +102,7 @@ impl Output {
 
     /// Takes over `ready` and `current` (empty) where this builder has no memory yet.
     pub(crate) fn adopt(&mut self, ready: VecDeque<Bytes>, current: BytesMut) {
-        if self.ready.capacity() == 0 && ready.is_empty() {
-            self.ready = ready;
-        }
-        if self.current.capacity() == 0 && self.current.is_empty() && current.is_empty() {
-            self.current = current;
-        }
+        adopt_into(&mut self.ready, ready);
+        adopt_into(&mut self.current, current);
     }
 }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::buffers::{adopt_into, take_if_empty};
 use super::seq::diff;
 
 /// One received data segment.
@@ -232,18 +233,12 @@ impl ReceiveBuffer {
         if self.pending.is_empty() {
             self.pending = VecDeque::new();
         }
-        if self.ready.is_empty() {
-            std::mem::take(&mut self.ready)
-        } else {
-            VecDeque::new()
-        }
+        take_if_empty(&mut self.ready)
     }
 
     /// Takes over `ready` (empty) as the ready queue, if this one has no memory yet.
     pub(crate) fn adopt(&mut self, ready: VecDeque<Received>) {
-        if self.ready.capacity() == 0 && ready.is_empty() {
-            self.ready = ready;
-        }
+        adopt_into(&mut self.ready, ready);
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
 
+use super::buffers::{adopt_into, take_if_empty};
 use super::seq::diff;
 
 /// One data segment, queued or in flight.
@@ -274,18 +275,12 @@ impl SendBuffer {
     /// Gives back the ring (empty, with its capacity) when it is empty, for another
     /// engine to take over.
     pub(crate) fn release_idle(&mut self) -> VecDeque<InFlight> {
-        if self.slots.is_empty() {
-            std::mem::take(&mut self.slots)
-        } else {
-            VecDeque::new()
-        }
+        take_if_empty(&mut self.slots)
     }
 
     /// Takes over `slots` (empty) as the ring, if this one has no memory yet.
     pub(crate) fn adopt(&mut self, slots: VecDeque<InFlight>) {
-        if self.slots.capacity() == 0 && slots.is_empty() {
-            self.slots = slots;
-        }
+        adopt_into(&mut self.slots, slots);
     }
 }
 

@@ -63,6 +63,14 @@ impl ConvMap {
     /// The slot of `conv`, if present.
     #[inline]
     pub(crate) fn get(&self, conv: u32) -> Option<u32> {
+        let i = self.position(conv)?;
+        self.buckets.get(i).map(|bucket| bucket.slot)
+    }
+
+    /// The index of `conv`'s bucket, if present: its probe run from its home bucket
+    /// up to the first empty one.
+    #[inline]
+    fn position(&self, conv: u32) -> Option<usize> {
         let mask = self.buckets.len().checked_sub(1)?;
         let mut i = self.home(conv, mask);
         loop {
@@ -71,7 +79,7 @@ impl ConvMap {
                 return None;
             }
             if bucket.conv == conv {
-                return Some(bucket.slot);
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
@@ -102,18 +110,8 @@ impl ConvMap {
 
     /// Removes `conv`, returning its slot if it was present.
     pub(crate) fn remove(&mut self, conv: u32) -> Option<u32> {
-        let mask = self.buckets.len().checked_sub(1)?;
-        let mut hole = self.home(conv, mask);
-        loop {
-            let bucket = *self.buckets.get(hole)?;
-            if bucket.slot == EMPTY {
-                return None;
-            }
-            if bucket.conv == conv {
-                break;
-            }
-            hole = (hole + 1) & mask;
-        }
+        let mut hole = self.position(conv)?;
+        let mask = self.buckets.len() - 1;
         let removed = self.buckets.get(hole).map(|b| b.slot);
         // Backward shift: move each following entry of the run into the hole if its
         // home bucket is not between the hole and itself.
