@@ -55,11 +55,9 @@ pub enum SessionError {
 /// One conversation's shared state. About the size of the engine plus 48 bytes; it
 /// holds heap memory only while the engine does (queued or unacknowledged data).
 ///
-/// `repr(C)` keeps `last_recv` first: a keepalive writes only it, and the server keeps
-/// it in the cache line of its record that the receive path reads first. What every
-/// datagram and timer reads (phase, pending control datagram) comes next, then the
-/// engine with its hot part first: the first [`HOT_BYTES`](Self::HOT_BYTES) are what one
-/// datagram touches.
+/// `repr(C)` keeps the declaration order: what every datagram and timer reads (last
+/// receive time, phase, pending control datagram) first, then the engine with its hot
+/// part first: the first [`HOT_BYTES`](Self::HOT_BYTES) are what one datagram touches.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Session {
@@ -124,8 +122,9 @@ impl Session {
 
     /// Notes that something from the peer arrived that the engine does not see (a
     /// keepalive PING on the server, a PONG on the client): it keeps the session alive.
+    /// A time before the last receive changes nothing.
     pub(crate) fn touch(&mut self, now: Instant) {
-        self.last_recv = now;
+        self.last_recv = self.last_recv.max(now);
     }
 
     /// When something was last received.
@@ -207,11 +206,17 @@ impl Session {
         self.arq.update(now_ms);
         if self.arq.is_dead() {
             self.close_now(CloseReason::DeadLink);
-        } else if now.saturating_duration_since(self.last_recv) >= config.idle_timeout {
+        } else if self.idle_expired(now, config) {
             self.close_now(CloseReason::Timeout);
         } else {
             self.advance(now, now_ms, config);
         }
+    }
+
+    /// Nothing was received for the idle timeout: the session ends at its next
+    /// [`handle_timeout`](Self::handle_timeout).
+    pub(crate) fn idle_expired(&self, now: Instant, config: &SessionConfig) -> bool {
+        now.saturating_duration_since(self.last_recv) >= config.idle_timeout
     }
 
     /// Moves the closing phases on: from flushing to FIN, and FIN/KICK repeats.

@@ -649,6 +649,33 @@ fn an_idle_client_confirms_its_session_right_after_connecting() {
 }
 
 #[test]
+fn pings_from_the_remote_confirm_and_count_as_datagrams_of_the_session() {
+    let mut net = Net::new(server_config());
+    let extra = new_extra(PathBlock::Empty, [8; 8]);
+    let (remote, stranger) = (addr("203.0.113.1:1000"), addr("203.0.113.7:7000"));
+    net.inject(
+        remote,
+        segment(header(55, Cmd::New, 0, 0, 1000), &extra, b"hi"),
+    );
+    net.run(Duration::from_millis(50));
+    let conn = net.server.find(55).expect("session accepted");
+    assert_eq!(net.server.unconfirmed(), 1);
+    // A PING from elsewhere is answered but is not the session's datagram.
+    net.inject(stranger, wire::ping(55, 1, 1));
+    net.run(Duration::from_millis(50));
+    assert_eq!(net.server.unconfirmed(), 1, "a stranger does not confirm");
+    net.inject(remote, wire::ping(55, 2, 2));
+    net.inject(remote, wire::ping(55, 3, 3));
+    net.run(Duration::from_millis(50));
+    assert_eq!(net.server.unconfirmed(), 0, "the remote's PING confirms");
+    let stats = net.server.session_stats(conn).expect("live");
+    assert_eq!(
+        stats.datagrams_in, 3,
+        "the NEW and two PINGs from the remote"
+    );
+}
+
+#[test]
 fn a_fin_from_a_line_the_client_left_is_not_believed() {
     let mut net = Net::new(server_config());
     let extra = new_extra(PathBlock::Empty, [6; 8]);

@@ -54,7 +54,7 @@ use crate::session::SessionError;
 use crate::transmit::Transmit;
 use buffer_pool::BufferPool;
 use conv_map::ConvMap;
-use entry::Entry;
+use entry::{Entry, Head};
 use limits::{GlobalRate, PerKeyInterval, PerKeyRate};
 use slab::Slab;
 use timers::Timers;
@@ -206,9 +206,14 @@ impl Endpoint {
         let now_ms = self.clock.ms(now);
         while let Some(slot) = self.timers.pop_expired(now) {
             let handshake_timeout = self.config.handshake_timeout;
-            let Some(entry) = self.slots.get_mut(slot) else {
+            let Some((head, entry)) = self.slots.parts_mut(slot) else {
                 continue;
             };
+            // The session's own receive time says idle: a keepalive PING may have come
+            // since (the head holds it; see `schedule`).
+            if entry.session.idle_expired(now, &self.config.session) {
+                head.fold_keepalive(&mut entry.session);
+            }
             if !entry.confirmed && now >= entry.created + handshake_timeout {
                 entry.session.close_now(CloseReason::HandshakeTimeout);
             } else {
@@ -232,7 +237,7 @@ impl Endpoint {
             };
             match entry.session.poll_transmit() {
                 Some(payload) => {
-                    entry.stats.datagrams_out += 1;
+                    entry.datagrams_out += 1;
                     let to = entry.remote;
                     if entry.session.has_transmit() {
                         self.transmit_ready.push_front(conn);
@@ -342,9 +347,10 @@ impl Endpoint {
 
     /// The session's counters.
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
+        let pings = self.slots.conn_head(conn)?.pings;
         self.entry_of(conn).map(|e| SessionStats {
-            datagrams_in: e.stats.datagrams_in,
-            datagrams_out: e.stats.datagrams_out,
+            datagrams_in: e.datagrams_in + pings,
+            datagrams_out: e.datagrams_out,
             remote_changes: e.stats.remote_changes,
             drops: e.stats.drops,
             srtt_ms: e.session.arq().srtt_ms(),
@@ -377,9 +383,9 @@ impl Endpoint {
     }
 
     /// Stores a new session; returns its slot.
-    fn insert(&mut self, entry: Entry) -> u32 {
+    fn insert(&mut self, head: Head, entry: Entry) -> u32 {
         let conv = entry.conv;
-        let slot = self.slots.insert(entry);
+        let slot = self.slots.insert(head, entry);
         self.by_conv.insert(conv, slot);
         self.unconfirmed += 1;
         self.stats.sessions_accepted += 1;
@@ -411,7 +417,11 @@ impl Endpoint {
         self.schedule(slot);
     }
 
-    /// Sets the session's timer to its next deadline.
+    /// Sets the session's timer to its next deadline. The idle deadline comes from the
+    /// session's own last receive time, without the keepalives its head holds (not
+    /// read here, so data does not touch the head): a session kept alive by PINGs
+    /// alone wakes at that deadline, and `handle_timeout` takes the keepalive in and
+    /// sets the next one.
     fn schedule(&mut self, slot: u32) {
         let handshake_timeout = self.config.handshake_timeout;
         let Some(entry) = self.slots.get(slot) else {
@@ -434,7 +444,7 @@ impl Endpoint {
     /// datagrams, and frees it.
     fn free(&mut self, slot: u32, reason: CloseReason) {
         let conn = self.conn_id(slot);
-        let Some(mut entry) = self.slots.remove(slot) else {
+        let Some((_, mut entry)) = self.slots.remove(slot) else {
             return;
         };
         while let Some(data) = entry.session.recv() {

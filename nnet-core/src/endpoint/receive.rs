@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, trace};
 
-use super::entry::Entry;
+use super::entry::{confirm_if_second, Entry, Head};
 use super::Endpoint;
 use crate::arq::Arq;
 use crate::clock::is_newer;
@@ -41,11 +41,17 @@ impl Endpoint {
     /// From the session's own remote it also counts as a keepalive.
     fn answer_ping(&mut self, now: Instant, from: SocketAddr, ping: &Header) {
         let slot = self.by_conv.get(ping.conv);
-        if let Some(entry) = slot.and_then(|slot| self.slots.get_mut(slot)) {
-            if entry.remote == from {
-                entry.session.touch(now);
-                if count_datagram(entry) {
-                    self.unconfirmed -= 1;
+        if let Some((slot, head)) = slot.and_then(|s| Some((s, self.slots.head_mut(s)?))) {
+            if head.remote == from {
+                head.keepalive = Some(now);
+                head.pings += 1;
+                // Only a session not yet confirmed needs its record (rare).
+                if !head.confirmed {
+                    if let Some((head, entry)) = self.slots.parts_mut(slot) {
+                        if confirm_if_second(head, entry) {
+                            self.unconfirmed -= 1;
+                        }
+                    }
                 }
             }
         }
@@ -118,22 +124,11 @@ impl Endpoint {
                 self.stats.drops.untrusted_path_block += 1;
             }
         }
-        let entry = Entry {
-            session: Session::new(arq, now),
-            conv: first.conv,
-            remote: from,
-            real_ip,
-            token: announce.map(|a| a.token),
-            fresh_ts: first.ts,
-            confirmed: false,
-            created: now,
-            transmit_queued: false,
-            readable_queued: false,
-            buffers_returned: true,
-            stats: Default::default(),
-        };
-        let plain_kcp = entry.token.is_none();
-        let slot = self.insert(entry);
+        let token = announce.map(|a| a.token);
+        let session = Session::new(arq, now);
+        let entry = Entry::new(session, first.conv, first.ts, from, real_ip, token, now);
+        let plain_kcp = token.is_none();
+        let slot = self.insert(Head::new(from), entry);
         let conn = self.conn_id(slot);
         debug!(conv = first.conv, %from, %real_ip, plain_kcp, "session accepted");
         self.events.push_back(ServerEvent::Accepted {
@@ -150,7 +145,7 @@ impl Endpoint {
     fn receive_known(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let first = *datagram.first();
         let conn = self.conn_id(slot);
-        let Some(entry) = self.slots.get_mut(slot) else {
+        let Some((head, entry)) = self.slots.parts_mut(slot) else {
             return;
         };
         let mut moved = None;
@@ -198,6 +193,7 @@ impl Endpoint {
         if let Some(cause) = moved {
             let previous = entry.remote;
             entry.remote = from;
+            head.remote = from;
             // What is in flight went to the old remote: send it again now, from a
             // fresh RTO, rather than after the old path's backed-off timeouts.
             entry.session.arq_mut().on_path_change(None);
@@ -229,7 +225,7 @@ impl Endpoint {
     /// to the session, freshness of the remote, confirmation.
     fn deliver(&mut self, now: Instant, from: SocketAddr, slot: u32, datagram: &Datagram) {
         let now_ms = self.clock.ms(now);
-        let Some(entry) = self.slots.get_mut(slot) else {
+        let Some((head, entry)) = self.slots.parts_mut(slot) else {
             return;
         };
         // Only the current remote may end the session (a late datagram from a line
@@ -258,7 +254,9 @@ impl Endpoint {
         if let Some(ts) = newest_data {
             entry.fresh_ts = newer(Some(entry.fresh_ts), ts);
         }
-        let confirms = count_datagram(entry);
+        entry.datagrams_in += 1;
+        // The head (its PING count) is read only while the session is unconfirmed.
+        let confirms = !entry.confirmed && confirm_if_second(head, entry);
         if let Some(reason) = fin {
             entry.session.on_fin(reason);
         }
@@ -270,15 +268,6 @@ impl Endpoint {
         }
         self.after_activity(slot);
     }
-}
-
-/// Counts one datagram of the session from its remote; `true` if it is the second,
-/// which confirms the session (PROTOCOL.md section 8).
-fn count_datagram(entry: &mut Entry) -> bool {
-    entry.stats.datagrams_in += 1;
-    let confirms = !entry.confirmed && entry.stats.datagrams_in >= 2;
-    entry.confirmed |= confirms;
-    confirms
 }
 
 /// The newest (wrapping) `ts` among the datagram's segments whose command `keep`s.

@@ -2,16 +2,18 @@
 //!
 //! A slot's record sits in its page itself (no box to follow), so reaching a session
 //! from its slot number is one page-table read (a small, hot array) and then the
-//! record. Pages never move or shrink, so growing the slab never copies a session and
-//! costs at most one page of unused slots (rather than a `Vec`'s doubling).
+//! record. Each page holds its slots' [`Head`]s in one array and their [`Entry`]s in
+//! another, so the heads of all sessions (what a PING touches) stay dense. Pages never
+//! move or shrink, so growing the slab never copies a session and costs at most one
+//! page of unused slots (rather than a `Vec`'s doubling).
 
 use std::ops::Range;
 
-use super::entry::Entry;
+use super::entry::{Entry, Head};
 use super::prefetch::{prefetch_lines, Level};
 use crate::event::ConnId;
 
-/// Slots per page (a power of two). About 830 KiB per page.
+/// Slots per page (a power of two). About 830 KiB per page (64 KiB of heads).
 const PAGE: usize = 1024;
 
 /// Cache lines at the start of a slot that one data datagram touches.
@@ -26,14 +28,30 @@ struct Slot {
     entry: Option<Entry>,
 }
 
+/// `PAGE` slots: their heads and their records.
+#[derive(Debug)]
+struct Page {
+    heads: Box<[Head]>,
+    slots: Box<[Slot]>,
+}
+
+impl Page {
+    fn new() -> Page {
+        Page {
+            heads: vec![Head::FREE; PAGE].into_boxed_slice(),
+            slots: (0..PAGE).map(|_| Slot::default()).collect(),
+        }
+    }
+}
+
 /// Sessions by slot number, with a generation per slot and a free list.
 ///
 /// Costs: lookup O(1) (page, then slot); insert O(1) (a new page when every slot is
-/// taken: one allocation of `PAGE` slots); remove O(1). Memory: `PAGE` records per
-/// page, plus 4 bytes per freed slot in the free list.
+/// taken: two allocations for `PAGE` slots); remove O(1). Memory: `PAGE` heads and
+/// records per page, plus 4 bytes per freed slot in the free list.
 #[derive(Debug, Default)]
 pub(crate) struct Slab {
-    pages: Vec<Box<[Slot]>>,
+    pages: Vec<Page>,
     /// Slots of removed sessions, reused first (last freed, first reused).
     free: Vec<u32>,
     /// Slots ever handed out (the next new one).
@@ -80,40 +98,84 @@ impl Slab {
         }
     }
 
-    /// Stores a record in a free slot (a new page if none is free); returns the slot.
-    pub(crate) fn insert(&mut self, entry: Entry) -> u32 {
+    /// The slot's head, if the slot holds a session. Reads the heads' table only.
+    #[inline]
+    pub(crate) fn head_mut(&mut self, slot: u32) -> Option<&mut Head> {
+        let (page, index) = split(slot);
+        let head = self.pages.get_mut(page)?.heads.get_mut(index)?;
+        head.live.then_some(head)
+    }
+
+    /// Both parts of the slot's session, if one is stored.
+    #[inline]
+    pub(crate) fn parts_mut(&mut self, slot: u32) -> Option<(&mut Head, &mut Entry)> {
+        let (page, index) = split(slot);
+        let page = self.pages.get_mut(page)?;
+        let entry = page.slots.get_mut(index)?.entry.as_mut()?;
+        Some((page.heads.get_mut(index)?, entry))
+    }
+
+    /// The head of the session `conn` names, if its generation is current.
+    #[inline]
+    pub(crate) fn conn_head(&self, conn: ConnId) -> Option<&Head> {
+        self.get_conn(conn)?;
+        let (page, index) = split(conn.slot);
+        self.pages.get(page)?.heads.get(index)
+    }
+
+    /// Stores a session in a free slot (a new page if none is free); returns the slot.
+    pub(crate) fn insert(&mut self, head: Head, entry: Entry) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
                 let slot = self.used;
                 if slot as usize >= self.pages.len() * PAGE {
-                    self.pages
-                        .push((0..PAGE).map(|_| Slot::default()).collect());
+                    self.pages.push(Page::new());
                 }
                 self.used += 1;
                 slot
             }
         };
-        if let Some(stored) = self.slot_mut(slot) {
-            stored.entry = Some(entry);
+        let (page, index) = split(slot);
+        if let Some(page) = self.pages.get_mut(page) {
+            if let (Some(stored), Some(stored_head)) =
+                (page.slots.get_mut(index), page.heads.get_mut(index))
+            {
+                stored.entry = Some(entry);
+                *stored_head = Head { live: true, ..head };
+            }
         }
         slot
     }
 
-    /// Takes the slot's record out, if any: the slot's generation moves on (its handles
-    /// go stale) and the slot is free for reuse.
-    pub(crate) fn remove(&mut self, slot: u32) -> Option<Entry> {
-        let stored = self.slot_mut(slot)?;
+    /// Takes the slot's session out, if any: the slot's generation moves on (its
+    /// handles go stale) and the slot is free for reuse.
+    pub(crate) fn remove(&mut self, slot: u32) -> Option<(Head, Entry)> {
+        let (page, index) = split(slot);
+        let page = self.pages.get_mut(page)?;
+        let stored = page.slots.get_mut(index)?;
         let entry = stored.entry.take()?;
         stored.generation = stored.generation.wrapping_add(1);
+        let head = std::mem::replace(page.heads.get_mut(index)?, Head::FREE);
         self.free.push(slot);
-        Some(entry)
+        Some((head, entry))
     }
 
-    /// Asks the CPU to start loading the cache lines `lines` of the slot's record (the
-    /// first two hold what the receive path reads first) into the caches of `level`,
-    /// without waiting. A hint: changes nothing; does nothing for a slot out of range
-    /// or on other architectures. Costs one instruction per line.
+    /// Asks the CPU to start loading the slot's head into L1, without waiting. A hint:
+    /// changes nothing; does nothing for a slot out of range or on other
+    /// architectures. Costs one instruction.
+    #[inline]
+    pub(crate) fn prefetch_head(&self, slot: u32) {
+        let (page, index) = split(slot);
+        if let Some(head) = self.pages.get(page).and_then(|p| p.heads.get(index)) {
+            prefetch_lines(head, 0..1, Level::L1);
+        }
+    }
+
+    /// Asks the CPU to start loading the cache lines `lines` of the slot's record into
+    /// the caches of `level`, without waiting. A hint: changes nothing; does nothing
+    /// for a slot out of range or on other architectures. Costs one instruction per
+    /// line.
     #[inline]
     pub(crate) fn prefetch(&self, slot: u32, lines: Range<usize>, level: Level) {
         if let Some(stored) = self.slot(slot) {
@@ -137,35 +199,76 @@ impl Slab {
 
     #[inline]
     fn slot(&self, slot: u32) -> Option<&Slot> {
-        let slot = slot as usize;
-        self.pages.get(slot / PAGE)?.get(slot % PAGE)
+        let (page, index) = split(slot);
+        self.pages.get(page)?.slots.get(index)
     }
 
     #[inline]
     fn slot_mut(&mut self, slot: u32) -> Option<&mut Slot> {
-        let slot = slot as usize;
-        self.pages.get_mut(slot / PAGE)?.get_mut(slot % PAGE)
+        let (page, index) = split(slot);
+        self.pages.get_mut(page)?.slots.get_mut(index)
     }
+}
+
+/// A slot's page and its place in the page.
+#[inline]
+fn split(slot: u32) -> (usize, usize) {
+    let slot = slot as usize;
+    (slot / PAGE, slot % PAGE)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::arq::{Arq, ArqConfig};
+    use crate::session::Session;
+
+    fn test_entry() -> Entry {
+        let arq = Arq::new(7, &ArqConfig::default()).unwrap();
+        let now = Instant::now();
+        let remote = "192.0.2.9:1".parse().unwrap();
+        Entry::new(Session::new(arq, now), 7, 0, remote, remote, None, now)
+    }
 
     #[test]
-    fn record_starts_a_cache_line() {
+    fn heads_and_records_start_cache_lines() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
-        // The receive path's first fields stay within the slot's first two lines.
-        assert!(std::mem::offset_of!(Entry, session) + 8 + 16 <= 128);
+        // A PING touches one line: its session's head.
+        assert_eq!(std::mem::size_of::<Head>(), 64);
+        assert_eq!(std::mem::align_of::<Head>(), 64);
     }
 
     #[test]
     fn a_data_datagram_touches_the_first_lines_only() {
-        // 13 lines per record; the hot part (record head, session head, the engine up
-        // to its per-datagram counters) spans the first 10; the engine's rare
-        // counters, its join buffer, real IP, token and creation time the last three.
+        // 13 lines per record; the hot part (remote, flags and counters, the session
+        // head, the engine up to its per-datagram counters) spans the first 10; the
+        // engine's rare counters, its join buffer, conv, real IP, token and creation
+        // time the last three.
         assert_eq!(std::mem::size_of::<Slot>(), 13 * 64);
         assert_eq!(HOT_LINES, 10);
         assert!(HOT_LINES < Slab::default().record_lines());
+    }
+
+    #[test]
+    fn heads_follow_their_sessions() {
+        let remote = "192.0.2.1:5000".parse().unwrap();
+        let mut slab = Slab::default();
+        assert!(slab.head_mut(0).is_none());
+        let slot = slab.insert(Head::new(remote), test_entry());
+        let conn = slab.conn_id(slot);
+        assert_eq!(slab.head_mut(slot).map(|h| h.remote), Some(remote));
+        assert_eq!(slab.conn_head(conn).map(|h| h.remote), Some(remote));
+        let (head, _) = slab.remove(slot).unwrap();
+        assert_eq!(head.remote, remote);
+        // A freed slot has no head, and the old handle names nothing.
+        assert!(slab.head_mut(slot).is_none());
+        assert!(slab.conn_head(conn).is_none());
+        assert!(slab.get_conn_mut(conn).is_none());
+        // The slot is reused with the new session's head.
+        let other = "192.0.2.2:6000".parse().unwrap();
+        assert_eq!(slab.insert(Head::new(other), test_entry()), slot);
+        assert_eq!(slab.head_mut(slot).map(|h| h.remote), Some(other));
     }
 }
