@@ -71,7 +71,7 @@ struct Congestion {
 /// Layout: `repr(C)`, what one datagram's input and the flush after it read or write
 /// first (conv, clocks, windows, the send and receive buffers' heads, the ACK lists,
 /// the output, the RTT, the settings and the per-datagram counters) is the first
-/// [`HOT_BYTES`](Self::HOT_BYTES) bytes; the rest (rare counters, the send fast path's
+/// `HOT_BYTES` bytes; the rest (rare counters, the send fast path's
 /// limit, the join buffer of fragmented messages) follows. A server prefetches only the
 /// hot part.
 #[derive(Debug)]

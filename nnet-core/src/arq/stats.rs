@@ -4,7 +4,7 @@
 /// free; they never reset.
 ///
 /// `repr(C)`: the counters one datagram in or out moves come first, in one cache line
-/// ([`HOT_BYTES`](Self::HOT_BYTES)); the rarer ones follow.
+/// (`HOT_BYTES`); the rarer ones follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct ArqStats {

@@ -183,10 +183,13 @@ impl Endpoint {
     /// Takes in one datagram that arrived from `from`. Never fails: what is malformed,
     /// stale or over a limit is counted in [`stats`](Self::stats) and dropped.
     ///
-    /// Once the conv is looked up, every line of the session's record the datagram
-    /// will touch (and its timer table entry) is requested from memory at once, so
-    /// that with many sessions their misses overlap instead of coming one after the
-    /// other as the handling reaches each field.
+    /// Once the conv is looked up, all the session memory the datagram will touch (a
+    /// PING: its session's head; data: the record's hot lines and its timer table
+    /// entry) is requested at once, so that with many sessions their misses overlap
+    /// instead of coming one after the other as the handling reaches each field. With
+    /// 100k sessions or more, hand datagrams that arrived together to
+    /// [`handle_datagrams`](Self::handle_datagrams) instead: it overlaps the misses of
+    /// several datagrams too (BENCHMARKS.md, "Endpoint scale").
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: Bytes) {
         self.prefetch_for(&payload);
         self.handle_prefetched(now, from, payload);

@@ -3,9 +3,9 @@
 //!
 //! Pure bookkeeping: the [`Connection`](crate::client::Connection) sends the PINGs
 //! these types ask for and hands them the PONGs that come back.
-//! - [`LineSet`](set::LineSet): the ordered list, stable ids across `set_lines`,
+//! - `LineSet`: the ordered list, stable ids across `set_lines`,
 //!   per-line stats and rebinding requests;
-//! - [`ProbeRound`](probe::ProbeRound): one round of PINGs over every line, and its
+//! - `ProbeRound`: one round of PINGs over every line, and its
 //!   outcome (the fastest line, no answer, or nobody knows the session).
 
 pub(crate) mod probe;
