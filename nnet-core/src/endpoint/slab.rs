@@ -112,7 +112,12 @@ impl Slab {
         let (page, index) = split(slot);
         let page = self.pages.get_mut(page)?;
         let entry = page.slots.get_mut(index)?.entry.as_mut()?;
-        Some((page.heads.get_mut(index)?, entry))
+        let head = page.heads.get_mut(index)?;
+        debug_assert!(
+            head.live && head.remote == entry.remote && head.confirmed == entry.confirmed,
+            "a session's head copies its record (slot {slot})"
+        );
+        Some((head, entry))
     }
 
     /// The head of the session `conn` names, if its generation is current.
