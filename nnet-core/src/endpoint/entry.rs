@@ -16,9 +16,10 @@ use crate::wire::Token;
 /// DRAM miss and, on top, a page-table walk (the TLB covers a few MB). A PING needs
 /// only these fields; in their own table (64 bytes a session, 6.4 MB for 100k) its
 /// walk is usually cached, which took a batch of PINGs at 100k sessions from about
-/// 100 to 75 ns each, as with 1k sessions (BENCHMARKS.md). Data datagrams do not read the head: `remote`
-/// and `confirmed` are copies of the entry's, written where those change (a remote
-/// change, a confirmation), so the data path keeps its record lines only.
+/// 100 to 75 ns each, as with 1k sessions (BENCHMARKS.md). Data datagrams do not read
+/// the head: `remote` and `confirmed` are copies of the entry's, written where those
+/// change (a remote change, a confirmation), so the data path keeps its record lines
+/// only.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Head {
@@ -67,12 +68,16 @@ impl Head {
 }
 
 /// Confirms the session if, with the datagram just counted, it has received two
-/// (PROTOCOL.md section 8); whether it did. Writes both copies of `confirmed`.
+/// (PROTOCOL.md section 8); whether it did. Writes both copies of `confirmed`. Reads
+/// and writes nothing of the head once the session is confirmed (the data path's
+/// case).
 pub(crate) fn confirm_if_second(head: &mut Head, entry: &mut Entry) -> bool {
-    let confirms = !entry.confirmed && entry.datagrams_in + head.pings >= 2;
-    entry.confirmed |= confirms;
-    head.confirmed |= confirms;
-    confirms
+    if entry.confirmed || entry.datagrams_in + head.pings < 2 {
+        return false;
+    }
+    entry.confirmed = true;
+    head.confirmed = true;
+    true
 }
 
 /// One session on the server, stored inline in the endpoint's slab (about 800 bytes).
@@ -163,8 +168,8 @@ impl Entry {
 }
 
 /// The endpoint's rare counters of one session: what
-/// [`SessionStats`](super::SessionStats) reports besides the engine's figures,
-/// and the datagram counts.
+/// [`SessionStats`](super::SessionStats) reports besides the engine's figures and the
+/// datagram counts ([`Entry::datagrams_in`], [`Entry::datagrams_out`], [`Head::pings`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct EntryStats {
     /// Times the remote moved (switch or rebinding).

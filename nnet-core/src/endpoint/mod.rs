@@ -350,9 +350,8 @@ impl Endpoint {
 
     /// The session's counters.
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
-        let pings = self.slots.conn_head(conn)?.pings;
-        self.entry_of(conn).map(|e| SessionStats {
-            datagrams_in: e.datagrams_in + pings,
+        self.slots.conn_parts(conn).map(|(head, e)| SessionStats {
+            datagrams_in: e.datagrams_in + head.pings,
             datagrams_out: e.datagrams_out,
             remote_changes: e.stats.remote_changes,
             drops: e.stats.drops,

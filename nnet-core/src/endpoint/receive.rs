@@ -41,25 +41,36 @@ impl Endpoint {
     /// From the session's own remote it also counts as a keepalive.
     fn answer_ping(&mut self, now: Instant, from: SocketAddr, ping: &Header) {
         let slot = self.by_conv.get(ping.conv);
-        if let Some((slot, head)) = slot.and_then(|s| Some((s, self.slots.head_mut(s)?))) {
-            if head.remote == from {
-                head.keepalive = Some(now);
-                head.pings += 1;
-                // Only a session not yet confirmed needs its record (rare).
-                if !head.confirmed {
-                    if let Some((head, entry)) = self.slots.parts_mut(slot) {
-                        if confirm_if_second(head, entry) {
-                            self.unconfirmed -= 1;
-                        }
-                    }
-                }
-            }
+        if let Some(slot) = slot {
+            self.note_keepalive(now, from, slot);
         }
         self.stats.pongs += 1;
         self.push_response(Transmit {
             to: from,
             payload: wire::pong(ping, slot.is_some()),
         });
+    }
+
+    /// A PING for the session in `slot`: from its remote, a keepalive and one more
+    /// datagram of the session. Touches the session's head only, unless the session is
+    /// not yet confirmed (then its record too).
+    fn note_keepalive(&mut self, now: Instant, from: SocketAddr, slot: u32) {
+        let Some(head) = self.slots.head_mut(slot) else {
+            return;
+        };
+        if head.remote != from {
+            return;
+        }
+        head.keepalive = Some(now);
+        head.pings += 1;
+        if head.confirmed {
+            return;
+        }
+        if let Some((head, entry)) = self.slots.parts_mut(slot) {
+            if confirm_if_second(head, entry) {
+                self.unconfirmed -= 1;
+            }
+        }
     }
 
     /// Section 3 (NEW rows for an unknown conv) and section 4 (plain KCP, stale).
@@ -255,8 +266,7 @@ impl Endpoint {
             entry.fresh_ts = newer(Some(entry.fresh_ts), ts);
         }
         entry.datagrams_in += 1;
-        // The head (its PING count) is read only while the session is unconfirmed.
-        let confirms = !entry.confirmed && confirm_if_second(head, entry);
+        let confirms = confirm_if_second(head, entry);
         if let Some(reason) = fin {
             entry.session.on_fin(reason);
         }

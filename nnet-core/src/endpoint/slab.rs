@@ -120,12 +120,12 @@ impl Slab {
         Some((head, entry))
     }
 
-    /// The head of the session `conn` names, if its generation is current.
+    /// Both parts of the session `conn` names, if its generation is current.
     #[inline]
-    pub(crate) fn conn_head(&self, conn: ConnId) -> Option<&Head> {
-        self.get_conn(conn)?;
+    pub(crate) fn conn_parts(&self, conn: ConnId) -> Option<(&Head, &Entry)> {
+        let entry = self.get_conn(conn)?;
         let (page, index) = split(conn.slot);
-        self.pages.get(page)?.heads.get(index)
+        Some((self.pages.get(page)?.heads.get(index)?, entry))
     }
 
     /// Stores a session in a free slot (a new page if none is free); returns the slot.
@@ -264,12 +264,12 @@ mod tests {
         let slot = slab.insert(Head::new(remote), test_entry());
         let conn = slab.conn_id(slot);
         assert_eq!(slab.head_mut(slot).map(|h| h.remote), Some(remote));
-        assert_eq!(slab.conn_head(conn).map(|h| h.remote), Some(remote));
+        assert_eq!(slab.conn_parts(conn).map(|(h, _)| h.remote), Some(remote));
         let (head, _) = slab.remove(slot).unwrap();
         assert_eq!(head.remote, remote);
         // A freed slot has no head, and the old handle names nothing.
         assert!(slab.head_mut(slot).is_none());
-        assert!(slab.conn_head(conn).is_none());
+        assert!(slab.conn_parts(conn).is_none());
         assert!(slab.get_conn_mut(conn).is_none());
         // The slot is reused with the new session's head.
         let other = "192.0.2.2:6000".parse().unwrap();
