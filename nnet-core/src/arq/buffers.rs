@@ -109,3 +109,11 @@ pub(super) fn adopt_into<B: Reusable>(buffer: &mut B, offered: B) {
         *buffer = offered;
     }
 }
+
+/// Drops the first `count` entries of `deque` where they lie. `pop_front` would move
+/// each out first: for the send and receive buffers' entries (up to 96 bytes) that is a
+/// copy through the stack whose read-back stalls on its own stores. O(count).
+#[inline]
+pub(super) fn discard_front<T>(deque: &mut VecDeque<T>, count: usize) {
+    deque.drain(..count.min(deque.len()));
+}

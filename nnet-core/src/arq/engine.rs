@@ -7,8 +7,9 @@ use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
+use super::payload::{Payload, INLINE_MAX};
 use super::recent_ack::RecentAck;
-use super::recv_buf::{Arrival, ReceiveBuffer};
+use super::recv_buf::{Arrival, Message, ReceiveBuffer};
 use super::rtt::{RttEstimator, RTO_MAX_MS};
 use super::send_buf::SendBuffer;
 use super::seq::diff;
@@ -198,6 +199,31 @@ impl Arq {
         self.send_slow(message)
     }
 
+    /// Queues a copy of `message`, like [`send`](Self::send) (same rules and errors).
+    ///
+    /// For a message of at most 64 bytes this is the cheapest way in: the bytes are
+    /// copied into the send buffer's own entry, and no reference count is taken or
+    /// released for it, neither now nor when the peer acknowledges it. A larger message
+    /// is copied into a new allocation; hand such messages over as [`Bytes`] instead
+    /// when you have them that way.
+    #[inline]
+    pub fn send_slice(&mut self, message: &[u8]) -> Result<(), SendError> {
+        if message.len().wrapping_sub(1) < self.single_fragment_max.min(INLINE_MAX) {
+            let queued = self.waiting_to_send();
+            if queued >= self.config.max_send_queue {
+                return Err(SendError::QueueFull {
+                    queued,
+                    needed: 1,
+                    max: self.config.max_send_queue,
+                });
+            }
+            self.sending.queue_copy(0, message);
+            self.stats.messages_in += 1;
+            return Ok(());
+        }
+        self.send(Bytes::copy_from_slice(message))
+    }
+
     #[inline(never)]
     fn send_slow(&mut self, message: Bytes) -> Result<(), SendError> {
         if message.is_empty() && self.config.reserve_empty_messages {
@@ -257,7 +283,7 @@ impl Arq {
             let mut joined = BytesMut::with_capacity(last.data.len() + bytes.len());
             joined.extend_from_slice(&last.data);
             joined.extend_from_slice(bytes);
-            last.data = joined.freeze();
+            last.data = Payload::Shared(joined.freeze());
         }
     }
 
@@ -283,21 +309,54 @@ impl Arq {
     }
 
     /// Takes the next whole message, if every fragment of it has arrived. A message
-    /// that came in one segment is handed over without a copy.
+    /// of more than 64 bytes that came in one segment is handed over without a copy (a
+    /// slice of its datagram); a smaller one, held inline, is copied into a new
+    /// allocation (see [`recv_with`](Self::recv_with), which does not allocate).
     #[inline]
     pub fn recv(&mut self) -> Option<Bytes> {
+        self.take_message(|message| match message {
+            Message::Single(payload) => payload.take_bytes(),
+            Message::Joined(join) => join.split().freeze(),
+        })
+    }
+
+    /// Lends the next whole message to `read`, if every fragment of it has arrived, and
+    /// returns what `read` returns. No allocation and no reference count: the cheapest
+    /// way to take small messages. The message is gone afterwards (like
+    /// [`recv`](Self::recv)).
+    #[inline]
+    pub fn recv_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.take_message(|message| match message {
+            Message::Single(payload) => read(payload),
+            Message::Joined(join) => read(&join.split()),
+        })
+    }
+
+    /// Takes the next whole message off the receive queue with `take` (skipping empty
+    /// ones under the empty-message rule).
+    #[inline]
+    fn take_message<T>(&mut self, take: impl FnOnce(Message<'_>) -> T) -> Option<T> {
+        let mut take = Some(take);
         loop {
             let window_was_full = self.received.ready_len() as u32 >= self.received.window();
-            let message = self.received.pop_message(&mut self.join)?;
+            let skip_empty = self.config.reserve_empty_messages;
+            let taken = self.received.take_message(&mut self.join, |message| {
+                if skip_empty && message.is_empty() {
+                    if let Message::Joined(join) = message {
+                        join.clear();
+                    }
+                    return None;
+                }
+                take.take().map(|take| take(message))
+            })?;
             self.received.promote();
             if window_was_full && (self.received.ready_len() as u32) < self.received.window() {
                 self.probe |= ASK_TELL;
             }
-            if message.is_empty() && self.config.reserve_empty_messages {
-                continue;
+            if taken.is_some() {
+                self.stats.messages_out += 1;
+                return taken;
             }
-            self.stats.messages_out += 1;
-            return Some(message);
         }
     }
 
@@ -353,12 +412,13 @@ impl Arq {
         };
         for i in 0..last {
             if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(&datagram, o)) {
-                let payload = || datagram.slice(at..at + header.len as usize);
-                self.input_segment(&header, payload, 0, &mut report, &mut max_ack);
+                let fill = |p: &mut Payload| p.set_part(&datagram, at, header.len as usize);
+                self.input_segment(&header, fill, &mut report, &mut max_ack);
             }
         }
         if let Some((header, at)) = offset(last).and_then(|o| Datagram::header_in(&datagram, o)) {
-            self.input_segment(&header, move || datagram, at, &mut report, &mut max_ack);
+            let fill = move |p: &mut Payload| p.set_part_owned(datagram, at, header.len as usize);
+            self.input_segment(&header, fill, &mut report, &mut max_ack);
         }
         Ok(self.end_input(una_before, max_ack, report))
     }
@@ -374,8 +434,8 @@ impl Arq {
         let mut report = InputReport::default();
         let mut max_ack: Option<(u32, u32)> = None;
         for (header, at) in datagram.headers() {
-            let payload = || datagram.as_bytes().slice(at..at + header.len as usize);
-            self.input_segment(&header, payload, 0, &mut report, &mut max_ack);
+            let fill = |p: &mut Payload| p.set_part(datagram.as_bytes(), at, header.len as usize);
+            self.input_segment(&header, fill, &mut report, &mut max_ack);
         }
         Ok(self.end_input(una_before, max_ack, report))
     }
@@ -418,14 +478,13 @@ impl Arq {
         report
     }
 
-    /// One segment of an input datagram; its payload starts at `payload_at` in what
-    /// `payload` makes, only if it is needed.
+    /// One segment of an input datagram; `fill` writes its payload into the receive
+    /// buffer's entry, only if it is stored.
     #[inline(always)]
     fn input_segment(
         &mut self,
         header: &Header,
-        payload: impl FnOnce() -> Bytes,
-        payload_at: usize,
+        fill: impl FnOnce(&mut Payload),
         report: &mut InputReport,
         max_ack: &mut Option<(u32, u32)>,
     ) {
@@ -441,7 +500,7 @@ impl Arq {
             }
             Cmd::Push | Cmd::New => {
                 report.data_segments += 1;
-                self.on_data(header, payload, payload_at);
+                self.on_data(header, fill);
             }
             Cmd::Wask => self.probe |= ASK_TELL,
             _ => {}
@@ -472,21 +531,16 @@ impl Arq {
         };
     }
 
-    /// A data segment; its payload starts at `payload_at` in what `payload` makes, only
-    /// if it is stored.
+    /// A data segment; `fill` writes its payload, only if it is stored.
     #[inline]
-    fn on_data(&mut self, header: &Header, payload: impl FnOnce() -> Bytes, payload_at: usize) {
+    fn on_data(&mut self, header: &Header, fill: impl FnOnce(&mut Payload)) {
         self.stats.data_segments_in += 1;
         if !self.received.below_window_end(header.sn) {
             self.stats.out_of_window_segments_in += 1;
             return;
         }
         self.acks.push((header.sn, header.ts));
-        let place = (payload_at, header.len as usize);
-        let duplicate = self
-            .received
-            .insert_with(header.sn, header.frg, payload, place)
-            != Arrival::Stored;
+        let duplicate = self.received.insert_with(header.sn, header.frg, fill) != Arrival::Stored;
         if duplicate {
             self.stats.duplicate_segments_in += 1;
         }

@@ -12,10 +12,15 @@
 //!   arriving segment costs O(1) instead of a list walk (the reference goes quadratic
 //!   with large windows under loss); the send queue is the same ring's tail, so the
 //!   window admits a segment without moving it;
-//! - payloads are [`bytes::Bytes`] slices: a message is fragmented without copying, a
-//!   received segment is a slice of its datagram, and a one-segment message reaches the
-//!   application without a copy (a fragmented one is joined into a buffer that is
-//!   reused once the application dropped the previous one);
+//! - payloads of more than 64 bytes are [`bytes::Bytes`] slices: a message is
+//!   fragmented without copying, a received segment is a slice of its datagram, and a
+//!   one-segment message reaches the application without a copy (a fragmented one is
+//!   joined into a buffer that is reused once the application dropped the previous
+//!   one);
+//! - payloads of at most 64 bytes are copied into the buffers' own entries instead
+//!   (received ones always, sent ones through [`Arq::send_slice`]) and lent out by
+//!   [`Arq::recv_with`]: a copy that small costs less than the atomic reference-count
+//!   updates of a shared slice;
 //! - outgoing datagrams share one buffer allocation instead of one per segment;
 //! - [`Arq::check`] is O(1);
 //! - buffers are released when idle, so an idle engine costs a few hundred bytes; the
@@ -36,6 +41,7 @@ mod config;
 mod engine;
 mod error;
 mod output;
+mod payload;
 mod recent_ack;
 mod recv_buf;
 mod rtt;

@@ -6,9 +6,10 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 
-use super::buffers::{adopt_into, take_if_empty};
+use super::buffers::{adopt_into, discard_front, take_if_empty};
+use super::payload::Payload;
 use super::seq::diff;
 
 /// One received data segment.
@@ -16,8 +17,27 @@ use super::seq::diff;
 pub(crate) struct Received {
     /// Fragments of the message that follow this one.
     pub frg: u8,
-    /// Payload (a slice of the received datagram: no copy).
-    pub data: Bytes,
+    /// Payload: copied inline if small, else a slice of the received datagram.
+    pub data: Payload,
+}
+
+/// The next whole message, where it lies while it is being taken.
+#[derive(Debug)]
+pub(crate) enum Message<'a> {
+    /// A message of one segment: its payload, in the ready queue.
+    Single(&'a mut Payload),
+    /// A fragmented message: joined into the join buffer (all of it).
+    Joined(&'a mut BytesMut),
+}
+
+impl Message<'_> {
+    /// Whether the message has no bytes.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Message::Single(payload) => payload.is_empty(),
+            Message::Joined(join) => join.is_empty(),
+        }
+    }
 }
 
 /// What became of an arriving segment.
@@ -105,44 +125,38 @@ impl ReceiveBuffer {
     /// the ready queue.
     #[cfg(test)]
     pub(crate) fn insert(&mut self, sn: u32, segment: Received) -> Arrival {
-        let len = segment.data.len();
-        self.insert_with(sn, segment.frg, || segment.data, (0, len))
+        self.insert_with(sn, segment.frg, |payload| *payload = segment.data)
     }
 
-    /// [`insert`](Self::insert), with the payload made only if the segment is stored:
-    /// the payload is bytes `start..start + len` of what `data` makes, cut in place once
-    /// stored (so that the handle is moved as `data` made it: adjusted first, its fields
-    /// would be read back before their stores complete).
+    /// [`insert`](Self::insert), with the payload written by `fill`, in place, only if
+    /// the segment is stored (a payload made first and moved in would be read back
+    /// before its stores complete).
     #[inline]
     pub(crate) fn insert_with(
         &mut self,
         sn: u32,
         frg: u8,
-        data: impl FnOnce() -> Bytes,
-        (start, len): (usize, usize),
+        fill: impl FnOnce(&mut Payload),
     ) -> Arrival {
         // The next segment in order, with nothing waiting before it and room in the
         // ready queue: it goes straight there (what `insert` + `promote` would do).
         if sn == self.next_sn && self.pending.is_empty() && (self.ready.len() as u32) < self.window
         {
-            self.ready.push_back(Received { frg, data: data() });
+            self.ready.push_back(Received {
+                frg,
+                data: Payload::Vacant,
+            });
             if let Some(stored) = self.ready.back_mut() {
-                cut(&mut stored.data, start, len);
+                fill(&mut stored.data);
             }
             self.next_sn = self.next_sn.wrapping_add(1);
             return Arrival::Stored;
         }
-        self.insert_pending(sn, frg, data, (start, len))
+        self.insert_pending(sn, frg, fill)
     }
 
     #[inline(never)]
-    fn insert_pending(
-        &mut self,
-        sn: u32,
-        frg: u8,
-        data: impl FnOnce() -> Bytes,
-        (start, len): (usize, usize),
-    ) -> Arrival {
+    fn insert_pending(&mut self, sn: u32, frg: u8, fill: impl FnOnce(&mut Payload)) -> Arrival {
         if !self.below_window_end(sn) {
             return Arrival::OutOfWindow;
         }
@@ -157,8 +171,11 @@ impl ReceiveBuffer {
         if slot.is_some() {
             return Arrival::Duplicate;
         }
-        let stored = slot.insert(Received { frg, data: data() });
-        cut(&mut stored.data, start, len);
+        let stored = slot.insert(Received {
+            frg,
+            data: Payload::Vacant,
+        });
+        fill(&mut stored.data);
         self.promote();
         Arrival::Stored
     }
@@ -203,27 +220,39 @@ impl ReceiveBuffer {
         Some(size)
     }
 
-    /// Takes the next whole message; a single-fragment message is returned without a
-    /// copy, a fragmented one is joined in `join` (whose memory is taken back in place
-    /// for the next one once the application dropped the previous one).
+    /// Takes the next whole message and hands it to `take` where it lies: a
+    /// single-fragment message in the ready queue (removed after `take`), a fragmented
+    /// one joined into `join` (which must be empty; `take` empties it).
     #[inline]
-    pub(crate) fn pop_message(&mut self, join: &mut BytesMut) -> Option<Bytes> {
-        if self.ready.front()?.frg == 0 {
-            return self.ready.pop_front().map(|segment| segment.data);
+    pub(crate) fn take_message<T>(
+        &mut self,
+        join: &mut BytesMut,
+        take: impl FnOnce(Message<'_>) -> T,
+    ) -> Option<T> {
+        let front = self.ready.front_mut()?;
+        if front.frg == 0 {
+            let taken = take(Message::Single(&mut front.data));
+            self.ready.pop_front();
+            return Some(taken);
         }
-        self.pop_fragmented(join)
+        self.join_fragments(join)?;
+        Some(take(Message::Joined(join)))
     }
 
-    fn pop_fragmented(&mut self, join: &mut BytesMut) -> Option<Bytes> {
+    /// Joins the fragments of the next message into `join`, if all have arrived.
+    fn join_fragments(&mut self, join: &mut BytesMut) -> Option<()> {
         let size = self.peek_size()?;
         join.reserve(size);
-        while let Some(segment) = self.ready.pop_front() {
+        let mut fragments = 0;
+        for segment in &self.ready {
             join.extend_from_slice(&segment.data);
+            fragments += 1;
             if segment.frg == 0 {
                 break;
             }
         }
-        Some(join.split().freeze())
+        discard_front(&mut self.ready, fragments);
+        Some(())
     }
 
     /// Gives back the buffers' memory when they are empty: the ready queue is
@@ -242,24 +271,24 @@ impl ReceiveBuffer {
     }
 }
 
-/// Keeps bytes `start..start + len` of `data` (no-ops when that is all of it).
-#[inline(always)]
-fn cut(data: &mut Bytes, start: usize, len: usize) {
-    if start > 0 {
-        data.advance(start);
-    }
-    data.truncate(len);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn seg(frg: u8, data: &'static [u8]) -> Received {
         Received {
             frg,
-            data: Bytes::from_static(data),
+            data: Bytes::from_static(data).into(),
         }
+    }
+
+    /// The next message's bytes, taken the way `Arq::recv` does.
+    fn pop(buf: &mut ReceiveBuffer, join: &mut BytesMut) -> Option<Bytes> {
+        buf.take_message(join, |message| match message {
+            Message::Single(payload) => payload.take_bytes(),
+            Message::Joined(join) => join.split().freeze(),
+        })
     }
 
     #[test]
@@ -271,7 +300,7 @@ mod tests {
         assert_eq!(buf.insert(0, seg(1, b"ab")), Arrival::Stored);
         assert_eq!(buf.insert(0, seg(1, b"ab")), Arrival::Duplicate);
         assert_eq!(buf.peek_size(), Some(4));
-        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"abcd"[..]));
         assert_eq!(buf.next_sn(), 2);
         assert!(buf.is_empty());
     }
@@ -288,12 +317,12 @@ mod tests {
         let mut buf = ReceiveBuffer::new(128);
         let mut join = BytesMut::new();
         let datagram = Bytes::from_static(b"headerPAYLOADtail");
-        let stored = buf.insert_with(1, 0, || datagram.clone(), (6, 7));
+        let stored = buf.insert_with(1, 0, |p| p.set_part(&datagram, 6, 7));
         assert_eq!(stored, Arrival::Stored, "out of order, into pending");
-        let stored = buf.insert_with(0, 0, || datagram.clone(), (0, 6));
+        let stored = buf.insert_with(0, 0, |p| p.set_part(&datagram, 0, 6));
         assert_eq!(stored, Arrival::Stored, "in order, straight to ready");
-        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"header"[..]));
-        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"PAYLOAD"[..]));
+        assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"header"[..]));
+        assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"PAYLOAD"[..]));
     }
 
     #[test]
@@ -302,14 +331,14 @@ mod tests {
         let mut join = BytesMut::new();
         buf.insert(0, seg(1, b"ab"));
         buf.insert(1, seg(0, b"cd"));
-        let first = buf.pop_message(&mut join);
+        let first = pop(&mut buf, &mut join);
         buf.insert(2, seg(1, b"ef"));
         buf.insert(3, seg(0, b"gh"));
-        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"efgh"[..]));
+        assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"efgh"[..]));
         assert_eq!(first.as_deref(), Some(&b"abcd"[..]));
         drop(first);
         buf.insert(4, seg(1, b"ij"));
         buf.insert(5, seg(0, b"kl"));
-        assert_eq!(buf.pop_message(&mut join).as_deref(), Some(&b"ijkl"[..]));
+        assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"ijkl"[..]));
     }
 }

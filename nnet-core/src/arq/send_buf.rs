@@ -10,9 +10,10 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
-use super::buffers::{adopt_into, take_if_empty};
+use super::buffers::{adopt_into, discard_front, take_if_empty};
+use super::payload::Payload;
 use super::seq::diff;
 
 /// One data segment, queued or in flight.
@@ -32,13 +33,14 @@ pub(crate) struct InFlight {
     pub rto: u32,
     /// Later segments acknowledged since the last (re)transmission.
     pub fastack: u32,
-    /// Payload (a slice of the application's message: no copy).
-    pub data: Bytes,
+    /// Payload: a slice of the application's message (no copy), or a small message
+    /// copied inline ([`Arq::send_slice`](super::Arq::send_slice)).
+    pub data: Payload,
 }
 
 impl InFlight {
     #[inline]
-    pub(crate) fn new(frg: u8, data: Bytes) -> Self {
+    pub(crate) fn new(frg: u8, data: Payload) -> Self {
         InFlight {
             frg,
             acked: false,
@@ -121,7 +123,18 @@ impl SendBuffer {
     /// Queues a segment behind the others.
     #[inline]
     pub(crate) fn queue(&mut self, frg: u8, data: Bytes) {
-        self.slots.push_back(InFlight::new(frg, data));
+        self.slots
+            .push_back(InFlight::new(frg, Payload::Shared(data)));
+    }
+
+    /// Queues a segment of a small message (at most
+    /// [`INLINE_MAX`](super::payload::INLINE_MAX) bytes), copied into its slot.
+    #[inline]
+    pub(crate) fn queue_copy(&mut self, frg: u8, data: &[u8]) {
+        self.slots.push_back(InFlight::new(frg, Payload::Vacant));
+        if let Some(queued) = self.slots.back_mut() {
+            queued.data.set_copy(data);
+        }
     }
 
     /// Queues bytes `start..` of `data`, cut in place once queued (so that the handle
@@ -129,9 +142,10 @@ impl SendBuffer {
     /// stores complete).
     #[inline]
     pub(crate) fn queue_from(&mut self, frg: u8, data: Bytes, start: usize) {
-        self.slots.push_back(InFlight::new(frg, data));
+        self.slots
+            .push_back(InFlight::new(frg, Payload::Shared(data)));
         if let Some(queued) = self.slots.back_mut() {
-            queued.data.advance(start);
+            queued.data.skip(start);
         }
     }
 
@@ -178,11 +192,9 @@ impl SendBuffer {
 
     fn drop_front(&mut self, count: usize) {
         let count = count.min(self.sent());
-        for segment in self.slots.drain(..count) {
-            if !segment.acked {
-                self.unacked -= 1;
-            }
-        }
+        let acked = self.slots.range(..count).filter(|s| s.acked).count();
+        self.unacked -= count - acked;
+        discard_front(&mut self.slots, count);
         self.una = self.una.wrapping_add(count as u32);
         self.pop_acked_front();
     }
@@ -205,7 +217,7 @@ impl SendBuffer {
         match self.slots.get_mut(offset as usize) {
             Some(segment) if !segment.acked => {
                 segment.acked = true;
-                segment.data = Bytes::new();
+                segment.data = Payload::Vacant;
                 self.unacked -= 1;
                 true
             }
@@ -363,16 +375,16 @@ mod tests {
     fn requeue_takes_back_everything_unacknowledged() {
         let mut buf = filled(3);
         let first = buf.una();
-        buf.queue(0, Bytes::from_static(b"y"));
+        buf.queue_copy(0, b"y");
         assert!(buf.ack(first.wrapping_add(1)));
         buf.requeue_all();
         assert_eq!((buf.una(), buf.next_sn()), (first, first));
         assert_eq!((buf.unacked(), buf.queued()), (0, 3));
         buf.admit(10);
-        let data: Vec<Bytes> = buf
+        let data: Vec<Vec<u8>> = buf
             .iter_unacked_mut()
-            .map(|(_, s)| s.data.clone())
+            .map(|(_, s)| s.data.to_vec())
             .collect();
-        assert_eq!(data, vec!["x", "x", "y"]);
+        assert_eq!(data, vec![b"x", b"x", b"y"]);
     }
 }

@@ -91,6 +91,8 @@ fn message(index: usize, size: usize) -> Bytes {
 /// Sends `sizes` from `a` to `b` over `wire` (after whatever `a` already queued), acks
 /// back over `back`; returns the messages `b` received once it has `expected` of them
 /// and `a` has nothing left unacknowledged, or `None` if that takes over `limit_ms`.
+/// Both ways in and out are used in turn: `send` and `send_slice`, `recv` and
+/// `recv_with`.
 #[allow(clippy::too_many_arguments)]
 fn transfer(
     a: &mut Arq,
@@ -107,7 +109,12 @@ fn transfer(
     for step in 0..limit_ms / 10 {
         let now = start_ms.wrapping_add(step * 10);
         while queued < sizes.len() && a.waiting_to_send() < 64 {
-            a.send(message(queued, sizes[queued])).expect("accepted");
+            let next = message(queued, sizes[queued]);
+            match queued % 2 {
+                0 => a.send(next),
+                _ => a.send_slice(&next),
+            }
+            .expect("accepted");
             queued += 1;
         }
         a.update(now);
@@ -128,7 +135,12 @@ fn transfer(
         while let Some(d) = back.delivered.pop_front() {
             a.input_bytes(now, d).expect("valid datagram");
         }
-        while let Some(m) = b.recv() {
+        loop {
+            let next = match got.len() % 2 {
+                0 => b.recv(),
+                _ => b.recv_with(Bytes::copy_from_slice),
+            };
+            let Some(m) = next else { break };
             got.push(m);
         }
         if got.len() >= expected && a.waiting_to_send() == 0 {
@@ -177,7 +189,15 @@ fn exactly_once_in_order_with(
     if !passes(&fates) || !passes(&back_fates) {
         return TestResult::discard();
     }
-    let sizes: Vec<usize> = sizes.iter().map(|s| usize::from(*s) % 5000 + 1).collect();
+    // A third small (inline payloads, several segments to a datagram), the rest up to
+    // four fragments.
+    let sizes: Vec<usize> = sizes
+        .iter()
+        .map(|&s| match s % 3 {
+            0 => usize::from(s) % 100 + 1,
+            _ => usize::from(s) % 5000 + 1,
+        })
+        .collect();
     let mut a = Arq::new(CONV, config).expect("config");
     let mut b = Arq::new(CONV, config).expect("config");
     a.start_sequences_at(first_sn);
@@ -286,6 +306,67 @@ fn refused_messages_leave_the_engine_usable() {
 }
 
 #[test]
+fn copied_messages_are_refused_like_shared_ones() {
+    let config = ArqConfig {
+        max_message_size: 3000,
+        max_send_queue: 2,
+        reserve_empty_messages: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    let mut b = Arq::new(CONV, &config).expect("config");
+    assert_eq!(a.send_slice(&[]), Err(SendError::Empty));
+    let too_large = SendError::TooLarge {
+        size: 3001,
+        max: 3000,
+    };
+    assert_eq!(a.send_slice(&message(0, 3001)), Err(too_large));
+    a.send_slice(&message(0, 64)).expect("inline");
+    a.send_slice(&message(1, 65)).expect("shared");
+    let full = SendError::QueueFull {
+        queued: 2,
+        needed: 1,
+        max: 2,
+    };
+    assert_eq!(a.send_slice(&message(2, 1)), Err(full.clone()));
+    assert_eq!(a.send_slice(&message(2, 100)), Err(full));
+    let got = transfer(
+        &mut a,
+        &mut b,
+        &[],
+        2,
+        Wire::new(vec![]),
+        Wire::new(vec![]),
+        0,
+        10_000,
+    );
+    assert_eq!(got, Some(vec![message(0, 64), message(1, 65)]));
+    assert_eq!(a.stats().messages_in, 2, "refused messages are not counted");
+}
+
+#[test]
+fn recv_with_lends_every_kind_of_message_once() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    // Inline, shared and fragmented messages, several to a datagram.
+    let sizes = [1, 63, 64, 65, 700, 1376, 1377, 4000, 2, 64];
+    for (i, &size) in sizes.iter().enumerate() {
+        a.send_slice(&message(i, size)).expect("accepted");
+    }
+    a.update(0);
+    while let Some(d) = a.poll_output() {
+        b.input_bytes(0, d).expect("valid");
+    }
+    for (i, &size) in sizes.iter().enumerate() {
+        let lent = b.recv_with(|m| m.to_vec()).expect("arrived");
+        assert_eq!(lent, message(i, size), "message {i}");
+    }
+    assert_eq!(b.recv_with(|m| m.len()), None, "each message is lent once");
+    assert_eq!(b.recv(), None);
+    assert_eq!(b.stats().messages_out, sizes.len() as u64);
+}
+
+#[test]
 fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     let config = ArqConfig {
         reserve_empty_messages: true,
@@ -307,6 +388,18 @@ fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     );
     assert_eq!(got, Some(vec![message(0, 5)]));
     assert_eq!(b.stats().data_segments_in, 2, "the hello did travel");
+
+    // Lent messages skip it the same way.
+    let mut e = Arq::new(CONV, &config).expect("config");
+    let mut f = Arq::new(CONV, &config).expect("config");
+    e.send_hello();
+    e.send_slice(b"hi").expect("send");
+    e.update(0);
+    while let Some(datagram) = e.poll_output() {
+        f.input_bytes(0, datagram).expect("valid");
+    }
+    assert_eq!(f.recv_with(|m| m.to_vec()), Some(b"hi".to_vec()));
+    assert_eq!(f.recv_with(|m| m.to_vec()), None);
 
     // Without the rule, empty messages pass through like in ikcp.
     let mut c = Arq::new(CONV, &fast()).expect("config");
