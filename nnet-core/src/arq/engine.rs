@@ -7,7 +7,7 @@ use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
 use super::output::Output;
-use super::payload::{Payload, INLINE_MAX};
+use super::payload::{LastPart, Part, Payload, Source, INLINE_MAX};
 use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, Message, ReceiveBuffer};
 use super::rtt::{RttEstimator, RTO_MAX_MS};
@@ -412,13 +412,15 @@ impl Arq {
         };
         for i in 0..last {
             if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(&datagram, o)) {
-                let fill = |p: &mut Payload| p.set_part(&datagram, at, header.len as usize);
-                self.input_segment(&header, fill, &mut report, &mut max_ack);
+                let (datagram, len) = (&datagram, header.len as usize);
+                let payload = Part { datagram, at, len };
+                self.input_segment(&header, payload, &mut report, &mut max_ack);
             }
         }
         if let Some((header, at)) = offset(last).and_then(|o| Datagram::header_in(&datagram, o)) {
-            let fill = move |p: &mut Payload| p.set_part_owned(datagram, at, header.len as usize);
-            self.input_segment(&header, fill, &mut report, &mut max_ack);
+            let len = header.len as usize;
+            let payload = LastPart { datagram, at, len };
+            self.input_segment(&header, payload, &mut report, &mut max_ack);
         }
         Ok(self.end_input(una_before, max_ack, report))
     }
@@ -434,8 +436,9 @@ impl Arq {
         let mut report = InputReport::default();
         let mut max_ack: Option<(u32, u32)> = None;
         for (header, at) in datagram.headers() {
-            let fill = |p: &mut Payload| p.set_part(datagram.as_bytes(), at, header.len as usize);
-            self.input_segment(&header, fill, &mut report, &mut max_ack);
+            let (datagram, len) = (datagram.as_bytes(), header.len as usize);
+            let payload = Part { datagram, at, len };
+            self.input_segment(&header, payload, &mut report, &mut max_ack);
         }
         Ok(self.end_input(una_before, max_ack, report))
     }
@@ -478,13 +481,13 @@ impl Arq {
         report
     }
 
-    /// One segment of an input datagram; `fill` writes its payload into the receive
-    /// buffer's entry, only if it is stored.
+    /// One segment of an input datagram; its payload is taken from `payload` only if
+    /// it is stored.
     #[inline(always)]
     fn input_segment(
         &mut self,
         header: &Header,
-        fill: impl FnOnce(&mut Payload),
+        payload: impl Source,
         report: &mut InputReport,
         max_ack: &mut Option<(u32, u32)>,
     ) {
@@ -500,7 +503,7 @@ impl Arq {
             }
             Cmd::Push | Cmd::New => {
                 report.data_segments += 1;
-                self.on_data(header, fill);
+                self.on_data(header, payload);
             }
             Cmd::Wask => self.probe |= ASK_TELL,
             _ => {}
@@ -531,16 +534,17 @@ impl Arq {
         };
     }
 
-    /// A data segment; `fill` writes its payload, only if it is stored.
+    /// A data segment; its payload is taken from `payload` only if it is stored.
     #[inline]
-    fn on_data(&mut self, header: &Header, fill: impl FnOnce(&mut Payload)) {
+    fn on_data(&mut self, header: &Header, payload: impl Source) {
         self.stats.data_segments_in += 1;
         if !self.received.below_window_end(header.sn) {
             self.stats.out_of_window_segments_in += 1;
             return;
         }
         self.acks.push((header.sn, header.ts));
-        let duplicate = self.received.insert_with(header.sn, header.frg, fill) != Arrival::Stored;
+        let duplicate =
+            self.received.insert_with(header.sn, header.frg, payload) != Arrival::Stored;
         if duplicate {
             self.stats.duplicate_segments_in += 1;
         }

@@ -125,6 +125,50 @@ impl Payload {
     }
 }
 
+/// Where a received segment's payload comes from: written into its buffer entry, in
+/// place, only once the segment is stored. (A trait rather than a closure, so that the
+/// write is always inlined where the entry is made.)
+pub(crate) trait Source {
+    /// Writes the payload into `entry`.
+    fn write_to(self, entry: &mut Payload);
+}
+
+/// Bytes `at..at + len` of a datagram that other segments are cut from too.
+pub(crate) struct Part<'a> {
+    pub datagram: &'a Bytes,
+    pub at: usize,
+    pub len: usize,
+}
+
+impl Source for Part<'_> {
+    #[inline(always)]
+    fn write_to(self, entry: &mut Payload) {
+        entry.set_part(self.datagram, self.at, self.len);
+    }
+}
+
+/// Bytes `at..at + len` of a datagram's last segment: the datagram's own handle can be
+/// taken for it.
+pub(crate) struct LastPart {
+    pub datagram: Bytes,
+    pub at: usize,
+    pub len: usize,
+}
+
+impl Source for LastPart {
+    #[inline(always)]
+    fn write_to(self, entry: &mut Payload) {
+        entry.set_part_owned(self.datagram, self.at, self.len);
+    }
+}
+
+impl Source for Payload {
+    #[inline(always)]
+    fn write_to(self, entry: &mut Payload) {
+        *entry = self;
+    }
+}
+
 impl Deref for Payload {
     type Target = [u8];
 

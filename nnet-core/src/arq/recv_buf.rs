@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 
 use super::buffers::{adopt_into, discard_front, take_if_empty};
-use super::payload::Payload;
+use super::payload::{Payload, Source};
 use super::seq::diff;
 
 /// One received data segment.
@@ -125,19 +125,14 @@ impl ReceiveBuffer {
     /// the ready queue.
     #[cfg(test)]
     pub(crate) fn insert(&mut self, sn: u32, segment: Received) -> Arrival {
-        self.insert_with(sn, segment.frg, |payload| *payload = segment.data)
+        self.insert_with(sn, segment.frg, segment.data)
     }
 
-    /// [`insert`](Self::insert), with the payload written by `fill`, in place, only if
-    /// the segment is stored (a payload made first and moved in would be read back
-    /// before its stores complete).
+    /// [`insert`](Self::insert), with the payload written from `source` into the entry,
+    /// in place, only if the segment is stored (a payload made first and moved in would
+    /// be read back before its stores complete).
     #[inline]
-    pub(crate) fn insert_with(
-        &mut self,
-        sn: u32,
-        frg: u8,
-        fill: impl FnOnce(&mut Payload),
-    ) -> Arrival {
+    pub(crate) fn insert_with(&mut self, sn: u32, frg: u8, source: impl Source) -> Arrival {
         // The next segment in order, with nothing waiting before it and room in the
         // ready queue: it goes straight there (what `insert` + `promote` would do).
         if sn == self.next_sn && self.pending.is_empty() && (self.ready.len() as u32) < self.window
@@ -147,16 +142,16 @@ impl ReceiveBuffer {
                 data: Payload::Vacant,
             });
             if let Some(stored) = self.ready.back_mut() {
-                fill(&mut stored.data);
+                source.write_to(&mut stored.data);
             }
             self.next_sn = self.next_sn.wrapping_add(1);
             return Arrival::Stored;
         }
-        self.insert_pending(sn, frg, fill)
+        self.insert_pending(sn, frg, source)
     }
 
     #[inline(never)]
-    fn insert_pending(&mut self, sn: u32, frg: u8, fill: impl FnOnce(&mut Payload)) -> Arrival {
+    fn insert_pending(&mut self, sn: u32, frg: u8, source: impl Source) -> Arrival {
         if !self.below_window_end(sn) {
             return Arrival::OutOfWindow;
         }
@@ -175,7 +170,7 @@ impl ReceiveBuffer {
             frg,
             data: Payload::Vacant,
         });
-        fill(&mut stored.data);
+        source.write_to(&mut stored.data);
         self.promote();
         Arrival::Stored
     }
@@ -274,6 +269,7 @@ impl ReceiveBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arq::payload::Part;
     use bytes::Bytes;
 
     fn seg(frg: u8, data: &'static [u8]) -> Received {
@@ -281,6 +277,10 @@ mod tests {
             frg,
             data: Bytes::from_static(data).into(),
         }
+    }
+
+    fn part(datagram: &Bytes, at: usize, len: usize) -> Part<'_> {
+        Part { datagram, at, len }
     }
 
     /// The next message's bytes, taken the way `Arq::recv` does.
@@ -317,9 +317,9 @@ mod tests {
         let mut buf = ReceiveBuffer::new(128);
         let mut join = BytesMut::new();
         let datagram = Bytes::from_static(b"headerPAYLOADtail");
-        let stored = buf.insert_with(1, 0, |p| p.set_part(&datagram, 6, 7));
+        let stored = buf.insert_with(1, 0, part(&datagram, 6, 7));
         assert_eq!(stored, Arrival::Stored, "out of order, into pending");
-        let stored = buf.insert_with(0, 0, |p| p.set_part(&datagram, 0, 6));
+        let stored = buf.insert_with(0, 0, part(&datagram, 0, 6));
         assert_eq!(stored, Arrival::Stored, "in order, straight to ready");
         assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"header"[..]));
         assert_eq!(pop(&mut buf, &mut join).as_deref(), Some(&b"PAYLOAD"[..]));
