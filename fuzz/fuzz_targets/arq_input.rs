@@ -56,16 +56,24 @@ fuzz_target!(|data: &[u8]| {
                 engine.update(now);
                 peer.update(now);
             }
+            // Messages of any size, shared or copied (copies of at most 64 bytes are
+            // held inline).
             3 => {
-                let len = usize::from(ops.next().unwrap_or(0)) * 40;
+                let size = ops.next().unwrap_or(0);
+                let len = match size & 1 {
+                    0 => usize::from(size) * 40,
+                    _ => usize::from(size) / 2,
+                };
                 let _ = engine.send(Bytes::from(vec![op; len]));
-                let _ = peer.send(Bytes::from(vec![op; len / 2]));
+                let _ = peer.send_slice(&vec![op; len / 2]);
             }
             4 => {
                 while let Some(message) = engine.recv() {
                     assert!(message.len() <= largest_message);
                 }
-                while peer.recv().is_some() {}
+                while let Some(len) = peer.recv_with(|message| message.len()) {
+                    assert!(len <= largest_message);
+                }
             }
             5 => engine.flush(now),
             6 => {
