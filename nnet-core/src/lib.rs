@@ -22,6 +22,7 @@ pub mod endpoint;
 pub mod event;
 pub mod gateway;
 pub mod line;
+mod prefetch;
 mod session;
 pub mod transmit;
 pub mod wire;

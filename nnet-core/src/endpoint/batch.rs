@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::prefetch::Level;
 use super::Endpoint;
+use crate::prefetch::Level;
 use crate::wire::{Cmd, HEADER_LEN};
 
 /// The batch size the endpoint is tuned for (what one `recvmmsg` might return): its

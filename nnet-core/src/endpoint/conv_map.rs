@@ -6,7 +6,7 @@
 //! the next buckets (linear probing), so a lookup is usually one cache line, whose
 //! address is known from the conv alone: a batch can prefetch it before the lookup.
 
-use super::prefetch::{prefetch_lines, Level};
+use crate::prefetch::{prefetch_lines, Level};
 
 /// A bucket's slot value meaning "empty" (the slab never hands out this slot).
 const EMPTY: u32 = u32::MAX;

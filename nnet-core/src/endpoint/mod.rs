@@ -32,7 +32,6 @@ mod buffer_pool;
 mod conv_map;
 mod entry;
 mod limits;
-mod prefetch;
 mod receive;
 mod slab;
 mod stats;

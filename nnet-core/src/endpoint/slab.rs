@@ -10,8 +10,8 @@
 use std::ops::Range;
 
 use super::entry::{Entry, Head};
-use super::prefetch::{prefetch_lines, Level};
 use crate::event::ConnId;
+use crate::prefetch::{prefetch_lines, Level};
 
 /// Slots per page (a power of two). About 830 KiB per page (64 KiB of heads).
 const PAGE: usize = 1024;

@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
-use super::prefetch::{prefetch_lines, Level};
+use crate::prefetch::{prefetch_lines, Level};
 
 /// A table value meaning "no deadline" (or "no far entry").
 const NONE: u64 = u64::MAX;
