@@ -70,7 +70,7 @@ impl Output {
     /// Has the CPU fetch, ready for writing, the room of the datagram after the one
     /// just started (up to `mtu` bytes of the buffer's free capacity). Without it, the
     /// payload copies of a bulk flush write lines that are not in L1, and the atomic
-    /// update of the next [`cut`](Self::cut) waits for every one of those stores: 8 %
+    /// update of the next [`cut`](Self::cut) waits for every one of those stores: 6 %
     /// of the 1 KiB and 16 KiB throughput rows on an Intel VM (BENCHMARKS.md). Costs one
     /// prefetch instruction per 64 bytes, only while datagrams are being filled back to
     /// back.
