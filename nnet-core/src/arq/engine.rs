@@ -786,7 +786,7 @@ impl Arq {
                 ..*template
             };
             self.output
-                .push(header.to_bytes(), extra, &segment.data, self.config.mtu);
+                .push_data(header.to_bytes(), extra, &segment.data, self.config.mtu);
             self.stats.data_segments_out += 1;
             if segment.xmit >= self.config.dead_link {
                 self.dead = true;

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::buffers::adopt_into;
+use super::payload::{Payload, INLINE_MAX};
 use crate::prefetch::{prefetch_lines, Level, LINE};
 use crate::wire::HEADER_LEN;
 
@@ -41,7 +42,46 @@ impl Output {
         payload: &[u8],
         mtu: usize,
     ) {
-        let need = HEADER_LEN + extra.len() + payload.len();
+        self.begin_segment(header, extra, payload.len(), mtu);
+        self.current.extend_from_slice(payload);
+    }
+
+    /// [`push`](Self::push) of a data segment. An inline payload is copied as its whole
+    /// 64-byte array (a copy of fixed size, without a call), and the bytes past its
+    /// length are cut off again.
+    #[inline(always)]
+    pub(crate) fn push_data(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        extra: &[u8],
+        payload: &Payload,
+        mtu: usize,
+    ) {
+        let Payload::Inline { len, bytes } = payload else {
+            return self.push(header, extra, payload, mtu);
+        };
+        let len = usize::from(*len);
+        self.begin_segment(header, extra, len, mtu);
+        if self.current.capacity() - self.current.len() >= INLINE_MAX {
+            let end = self.current.len() + len;
+            self.current.extend_from_slice(bytes);
+            self.current.truncate(end);
+        } else {
+            self.current.extend_from_slice(&bytes[..len]);
+        }
+    }
+
+    /// Starts a segment of a `payload_len`-byte payload: a new datagram if it would take
+    /// the current one past `mtu`, room for it, then its header and `extra` bytes.
+    #[inline(always)]
+    fn begin_segment(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        extra: &[u8],
+        payload_len: usize,
+        mtu: usize,
+    ) {
+        let need = HEADER_LEN + extra.len() + payload_len;
         let len = self.current.len();
         if len + need > mtu && len != 0 {
             self.cut();
@@ -54,7 +94,6 @@ impl Output {
         if !extra.is_empty() {
             self.current.extend_from_slice(extra);
         }
-        self.current.extend_from_slice(payload);
     }
 
     /// Makes room for a segment of `need` bytes: a block of several datagrams, which
