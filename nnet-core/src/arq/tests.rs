@@ -367,6 +367,45 @@ fn recv_with_lends_every_kind_of_message_once() {
 }
 
 #[test]
+fn stream_mode_joins_copied_and_shared_writes_into_one_byte_stream() {
+    let config = ArqConfig {
+        stream: true,
+        ..fast()
+    };
+    let mut a = Arq::new(CONV, &config).expect("config");
+    let mut b = Arq::new(CONV, &config).expect("config");
+    let writes: Vec<Bytes> = [3, 64, 1, 700, 2000, 5, 64]
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| message(i, size))
+        .collect();
+    for (i, write) in writes.iter().enumerate() {
+        match i % 2 {
+            0 => a.send_slice(write),
+            _ => a.send(write.clone()),
+        }
+        .expect("accepted");
+    }
+    let mut got = Vec::new();
+    for step in 0..100u32 {
+        a.update(step * 10);
+        b.update(step * 10);
+        while let Some(d) = a.poll_output() {
+            b.input_bytes(step * 10, d).expect("valid");
+        }
+        while let Some(d) = b.poll_output() {
+            a.input_bytes(step * 10, d).expect("valid");
+        }
+        while b.recv_with(|m| got.extend_from_slice(m)).is_some() {}
+    }
+    assert_eq!(
+        got,
+        writes.concat(),
+        "the bytes in order, whatever the segments"
+    );
+}
+
+#[test]
 fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     let config = ArqConfig {
         reserve_empty_messages: true,
