@@ -88,6 +88,10 @@ pub struct Arq {
     updated: bool,
     probe: u8,
     dead: bool,
+    /// Whether `join` may hold memory (a fragmented message was taken since the last
+    /// release): kept here, with the fields a datagram touches, so that releasing an
+    /// idle engine's buffers does not read `join`'s cold line for nothing.
+    join_held: bool,
     announce: Option<Token>,
     congestion: Congestion,
     /// Payload bytes per segment (at most `MAX_MTU`, so it fits).
@@ -155,6 +159,7 @@ impl Arq {
             probe_at: 0,
             probe_wait: 0,
             dead: false,
+            join_held: false,
             received: ReceiveBuffer::new(config.recv_window),
             acks: Vec::new(),
             repeat_acks: Vec::new(),
@@ -328,7 +333,11 @@ impl Arq {
     pub fn recv_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         self.take_message(|message| match message {
             Message::Single(payload) => read(payload),
-            Message::Joined(join) => read(&join.split()),
+            Message::Joined(join) => {
+                let result = read(join);
+                join.clear();
+                result
+            }
         })
     }
 
@@ -340,7 +349,11 @@ impl Arq {
         loop {
             let window_was_full = self.received.ready_len() as u32 >= self.received.window();
             let skip_empty = self.config.reserve_empty_messages;
+            let join_held = &mut self.join_held;
             let taken = self.received.take_message(&mut self.join, |message| {
+                if let Message::Joined(_) = message {
+                    *join_held = true;
+                }
                 if skip_empty && message.is_empty() {
                     if let Message::Joined(join) = message {
                         join.clear();
@@ -969,7 +982,10 @@ impl Arq {
             self.repeat_acks = Vec::new();
             self.repeating = Vec::new();
         }
-        self.join = BytesMut::new();
+        if self.join_held {
+            self.join = BytesMut::new();
+            self.join_held = false;
+        }
         let (datagrams, output) = self.output.release_idle();
         Buffers {
             ready: self.received.release_idle(),

@@ -810,3 +810,21 @@ fn released_buffers_are_empty_and_adopting_them_changes_nothing() {
         .iter()
         .all(|d| !d.windows(secret.len()).any(|w| w == &secret[..])));
 }
+
+#[test]
+fn joined_messages_survive_the_release_of_the_join_buffer() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    let (first, second, third) = (message(1, 3000), message(2, 4000), message(3, 2500));
+    deliver_and_ack(&mut a, &mut b, &[first.clone(), second.clone()], 0);
+    let taken = b.recv().expect("first joined message");
+    let lent = b.recv_with(|m| m.to_vec()).expect("second joined message");
+    let _ = b.release_idle_buffers();
+    assert_eq!(taken, first, "a joined message given out keeps its bytes");
+    assert_eq!(lent, second);
+    // The join buffer comes back for the next fragmented message.
+    deliver_and_ack(&mut a, &mut b, std::slice::from_ref(&third), 100);
+    assert_eq!(b.recv_with(|m| m.to_vec()), Some(third.to_vec()));
+    let _ = b.release_idle_buffers();
+    assert_eq!(taken, first);
+}
