@@ -1,5 +1,7 @@
 //! The KCP engine: one conversation's send and receive state.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use super::ack_repeat::DuplicateShare;
@@ -66,8 +68,9 @@ struct Congestion {
 /// [`poll_output`](Self::poll_output) returns. Time is a wrapping `u32` of
 /// milliseconds from any origin, the same for every call.
 ///
-/// Memory: about 580 bytes while idle; buffers grow with data in flight and are given
-/// back by [`release_idle_buffers`](Self::release_idle_buffers).
+/// Memory: about 540 bytes while idle, plus its settings (about 70 bytes, shared by
+/// the engines made with [`new_shared`](Self::new_shared)); buffers grow with data in
+/// flight and are given back by [`release_idle_buffers`](Self::release_idle_buffers).
 ///
 /// Layout: `repr(C)`, what one datagram's input and the flush after it read or write
 /// first (conv, clocks, windows, the send and receive buffers' heads, the ACK lists,
@@ -111,7 +114,10 @@ pub struct Arq {
     rtt: RttEstimator,
     /// Time-based loss detection ([`ArqConfig::recent_ack`]).
     recent_ack: RecentAck,
-    config: ArqConfig,
+    /// The settings, shared by every engine made from the same [`Arc`]
+    /// ([`new_shared`](Arq::new_shared)): 8 bytes here instead of the settings'
+    /// 56, among the fields each datagram touches.
+    config: Arc<ArqConfig>,
     /// Counters; the per-datagram ones first (see [`ArqStats`]).
     stats: ArqStats,
 
@@ -131,12 +137,20 @@ impl Arq {
     /// it touch (see the layout note above), for prefetching.
     pub(crate) const HOT_BYTES: usize = HOT_BYTES;
 
-    /// A new engine for conversation `conv`, after checking `config`.
+    /// A new engine for conversation `conv`, after checking `config` (copied into an
+    /// allocation of its own; see [`new_shared`](Self::new_shared)).
     pub fn new(conv: u32, config: &ArqConfig) -> Result<Arq, ArqConfigError> {
+        Arq::new_shared(conv, &Arc::new(config.clone()))
+    }
+
+    /// A new engine for conversation `conv`, after checking `config`, sharing the
+    /// settings with the other engines made from `config` (a server's sessions): one
+    /// reference-count increment instead of a copy, and a smaller engine.
+    pub fn new_shared(conv: u32, config: &Arc<ArqConfig>) -> Result<Arq, ArqConfigError> {
         config.validate()?;
         Ok(Arq {
             conv,
-            config: config.clone(),
+            config: Arc::clone(config),
             mss: config.mss() as u32,
             single_fragment_max: if config.stream {
                 0
@@ -674,10 +688,11 @@ impl Arq {
         let held = |&&(sn, _): &&(u32, u32)| diff(sn, una) >= 0;
         let mut last = (0, 0);
         let mut raw = template.to_bytes();
+        let mtu = self.config.mtu;
         for &(sn, ts) in self.repeating.iter().filter(held).chain(&self.acks) {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
-            self.output.push(raw, &[], &[], self.config.mtu);
+            self.output.push(raw, &[], &[], mtu);
             self.stats.acks_out += 1;
             last = (sn, ts);
         }
@@ -747,6 +762,13 @@ impl Arq {
             0
         };
         let recent_ack = self.config.recent_ack.then_some(self.recent_ack);
+        // Settings read for every segment, taken out of the shared settings once.
+        let (mtu, nodelay, dead_link) =
+            (self.config.mtu, self.config.nodelay, self.config.dead_link);
+        let fast_limit = match self.config.fast_limit {
+            0 => u32::MAX,
+            n => n,
+        };
         let reordering_margin = self.rtt.srtt() / 4;
         let (cmd, extra) = match self.announce {
             Some(token) => (Cmd::New, announce_bytes(&token)),
@@ -762,7 +784,7 @@ impl Arq {
                 // The back-off of ikcp.c, capped at RTO_MAX_MS like TCP's: ikcp.c lets a
                 // segment's RTO grow without bound (and wrap), so after 10-20 timeouts a
                 // segment would wait hours. Below the cap the two agree.
-                let backoff = match self.config.nodelay {
+                let backoff = match nodelay {
                     0 => segment.rto.max(rx_rto),
                     1 => segment.rto / 2,
                     _ => rx_rto / 2,
@@ -771,9 +793,7 @@ impl Arq {
                 segment.resend_at = current.wrapping_add(segment.rto);
                 outcome.lost = true;
                 self.stats.timeout_retransmits += 1;
-            } else if segment.fastack >= fast_resend
-                && (self.config.fast_limit == 0 || segment.xmit <= self.config.fast_limit)
-            {
+            } else if segment.fastack >= fast_resend && segment.xmit <= fast_limit {
                 segment.fastack = 0;
                 segment.resend_at = current.wrapping_add(segment.rto);
                 outcome.fast_retransmits += 1;
@@ -799,9 +819,9 @@ impl Arq {
                 ..*template
             };
             self.output
-                .push_data(header.to_bytes(), extra, &segment.data, self.config.mtu);
+                .push_data(header.to_bytes(), extra, &segment.data, mtu);
             self.stats.data_segments_out += 1;
-            if segment.xmit >= self.config.dead_link {
+            if segment.xmit >= dead_link {
                 self.dead = true;
             }
         }

@@ -40,6 +40,7 @@ pub mod trust;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -90,7 +91,7 @@ pub enum EndpointError {
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
-    arq_config: ArqConfig,
+    arq_config: Arc<ArqConfig>,
     clock: Clock,
     /// The latest `now` handed in: the time of commands that take none (`send`).
     now: Instant,
@@ -114,11 +115,11 @@ impl Endpoint {
     /// A server endpoint with no sessions, its clock starting at `now`.
     pub fn new(config: EndpointConfig, now: Instant) -> Result<Endpoint, ConfigError> {
         config.validate()?;
-        let arq_config = ArqConfig {
+        let arq_config = Arc::new(ArqConfig {
             reserve_empty_messages: true,
             announce_room: false,
             ..config.session.arq.clone()
-        };
+        });
         Ok(Endpoint {
             arq_config,
             clock: Clock::new(now),

@@ -123,7 +123,7 @@ impl Endpoint {
             return;
         }
         let first = *datagram.first();
-        let Ok(arq) = Arq::new(first.conv, &self.arq_config) else {
+        let Ok(arq) = Arq::new_shared(first.conv, &self.arq_config) else {
             return; // unreachable: the config was validated in Endpoint::new
         };
         let announce = datagram.segments().next().and_then(|s| s.announce);
