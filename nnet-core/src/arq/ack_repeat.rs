@@ -74,3 +74,64 @@ mod tests {
         assert!(!share.worth_repeating(1_376), "forgotten");
     }
 }
+
+/// The ACKs a receiver sends once more ([`ArqConfig::ack_repeat`]): those of segments
+/// received since the last flush, and those sent at the last flush that are still above
+/// a gap. Allocated only once there is one: 8 bytes in the engine until then, among the
+/// fields every datagram touches.
+///
+/// [`ArqConfig::ack_repeat`]: super::ArqConfig::ack_repeat
+#[derive(Debug, Default)]
+pub(crate) struct RepeatedAcks(Option<Box<RepeatLists>>);
+
+#[derive(Debug, Default)]
+struct RepeatLists {
+    /// Of segments received since the last flush.
+    next: Vec<(u32, u32)>,
+    /// Sent at the last flush, to send again at this one.
+    now: Vec<(u32, u32)>,
+}
+
+impl RepeatedAcks {
+    /// Notes the ACK of a segment received now, to repeat at the flush after next.
+    pub(crate) fn push(&mut self, sn: u32, ts: u32) {
+        self.0.get_or_insert_with(Box::default).next.push((sn, ts));
+    }
+
+    /// The ACKs to send again at this flush.
+    #[inline]
+    pub(crate) fn due(&self) -> &[(u32, u32)] {
+        self.0.as_ref().map_or(&[], |lists| &lists.now)
+    }
+
+    /// After a flush: the ACKs noted since the last one whose segments `held` says are
+    /// still above a gap become the ones due at the next.
+    #[inline]
+    pub(crate) fn rotate(&mut self, held: impl Fn(&&(u32, u32)) -> bool) {
+        if let Some(lists) = self.0.as_mut() {
+            lists.now.clear();
+            let RepeatLists { next, now } = &mut **lists;
+            now.extend(next.iter().filter(held));
+            next.clear();
+        }
+    }
+
+    /// Forgets every ACK.
+    pub(crate) fn clear(&mut self) {
+        if let Some(lists) = self.0.as_mut() {
+            lists.next.clear();
+            lists.now.clear();
+        }
+    }
+
+    /// Frees the lists if they are empty.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|lists| lists.next.is_empty() && lists.now.is_empty())
+        {
+            self.0 = None;
+        }
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::ack_repeat::DuplicateShare;
+use super::ack_repeat::{DuplicateShare, RepeatedAcks};
 use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
@@ -105,12 +105,8 @@ pub struct Arq {
     received: ReceiveBuffer,
     acks: Vec<(u32, u32)>,
     output: Output,
-    /// ACKs to send once more at the next flush ([`ArqConfig::ack_repeat`]): those of
-    /// segments received since the last flush, then, at the flush, those of them still
-    /// above a gap.
-    repeat_acks: Vec<(u32, u32)>,
-    /// ACKs sent at the last flush to send again at this one.
-    repeating: Vec<(u32, u32)>,
+    /// ACKs to send once more ([`ArqConfig::ack_repeat`]).
+    repeated: RepeatedAcks,
     rtt: RttEstimator,
     /// Time-based loss detection ([`ArqConfig::recent_ack`]).
     recent_ack: RecentAck,
@@ -176,8 +172,7 @@ impl Arq {
             join_held: false,
             received: ReceiveBuffer::new(config.recv_window),
             acks: Vec::new(),
-            repeat_acks: Vec::new(),
-            repeating: Vec::new(),
+            repeated: RepeatedAcks::default(),
             duplicates: DuplicateShare::default(),
             announce: None,
             output: Output::default(),
@@ -578,7 +573,7 @@ impl Arq {
         if self.config.ack_repeat {
             self.duplicates.on_arrival(duplicate);
             if self.duplicates.worth_repeating(header.len as usize) {
-                self.repeat_acks.push((header.sn, header.ts));
+                self.repeated.push(header.sn, header.ts);
             }
         }
     }
@@ -689,7 +684,7 @@ impl Arq {
         let mut last = (0, 0);
         let mut raw = template.to_bytes();
         let mtu = self.config.mtu;
-        for &(sn, ts) in self.repeating.iter().filter(held).chain(&self.acks) {
+        for &(sn, ts) in self.repeated.due().iter().filter(held).chain(&self.acks) {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
             self.output.push(raw, &[], &[], mtu);
@@ -699,9 +694,7 @@ impl Arq {
         self.acks.clear();
         // Held above a gap, no `una` covers them if these ACKs are lost: once more next
         // time, unless the gap closes.
-        self.repeating.clear();
-        self.repeating.extend(self.repeat_acks.iter().filter(held));
-        self.repeat_acks.clear();
+        self.repeated.rotate(held);
         last
     }
 
@@ -892,8 +885,7 @@ impl Arq {
         self.sending.requeue_all();
         self.conv = conv;
         self.acks.clear();
-        self.repeat_acks.clear();
-        self.repeating.clear();
+        self.repeated.clear();
         self.recent_ack.clear();
         self.output = Output::default();
         self.congestion = Congestion {
@@ -956,7 +948,7 @@ impl Arq {
     pub fn is_idle(&self) -> bool {
         self.sending.is_empty()
             && self.acks.is_empty()
-            && self.repeating.is_empty()
+            && self.repeated.due().is_empty()
             && self.probe == 0
             && !self.output.has_ready()
     }
@@ -998,10 +990,7 @@ impl Arq {
     /// the engine goes idle.
     pub fn release_idle_buffers(&mut self) -> Buffers {
         let acks = take_if_empty(&mut self.acks);
-        if self.repeat_acks.is_empty() && self.repeating.is_empty() {
-            self.repeat_acks = Vec::new();
-            self.repeating = Vec::new();
-        }
+        self.repeated.release_if_empty();
         if self.join_held {
             self.join = BytesMut::new();
             self.join_held = false;

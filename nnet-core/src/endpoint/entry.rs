@@ -83,7 +83,7 @@ pub(crate) fn confirm_if_second(head: &mut Head, entry: &mut Entry) -> bool {
 /// One session on the server, stored inline in the endpoint's slab (about 800 bytes).
 ///
 /// `repr(C)` keeps the declaration order: what a data datagram touches ends at
-/// [`HOT_BYTES`](Self::HOT_BYTES), in the slot's first 9 lines of 12; what follows the
+/// [`HOT_BYTES`](Self::HOT_BYTES), in the slot's first 8 lines of 11; what follows the
 /// session is rarely read.
 #[derive(Debug)]
 #[repr(C)]
