@@ -109,8 +109,8 @@ impl RepeatedAcks {
     #[inline]
     pub(crate) fn rotate(&mut self, held: impl Fn(&&(u32, u32)) -> bool) {
         if let Some(lists) = self.0.as_mut() {
-            lists.now.clear();
             let RepeatLists { next, now } = &mut **lists;
+            now.clear();
             now.extend(next.iter().filter(held));
             next.clear();
         }

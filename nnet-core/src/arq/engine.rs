@@ -198,14 +198,7 @@ impl Arq {
     pub fn send(&mut self, message: Bytes) -> Result<(), SendError> {
         // A message of one fragment, outside stream mode: queued as it is.
         if message.len().wrapping_sub(1) < self.single_fragment_max {
-            let queued = self.waiting_to_send();
-            if queued >= self.config.max_send_queue {
-                return Err(SendError::QueueFull {
-                    queued,
-                    needed: 1,
-                    max: self.config.max_send_queue,
-                });
-            }
+            self.room_for_one()?;
             self.sending.queue(0, message);
             self.stats.messages_in += 1;
             return Ok(());
@@ -223,19 +216,26 @@ impl Arq {
     #[inline]
     pub fn send_slice(&mut self, message: &[u8]) -> Result<(), SendError> {
         if message.len().wrapping_sub(1) < self.single_fragment_max.min(INLINE_MAX) {
-            let queued = self.waiting_to_send();
-            if queued >= self.config.max_send_queue {
-                return Err(SendError::QueueFull {
-                    queued,
-                    needed: 1,
-                    max: self.config.max_send_queue,
-                });
-            }
+            self.room_for_one()?;
             self.sending.queue_copy(0, message);
             self.stats.messages_in += 1;
             return Ok(());
         }
         self.send(Bytes::copy_from_slice(message))
+    }
+
+    /// Refuses a message of one fragment when the send queue is at its limit.
+    #[inline(always)]
+    fn room_for_one(&self) -> Result<(), SendError> {
+        let queued = self.waiting_to_send();
+        if queued >= self.config.max_send_queue {
+            return Err(SendError::QueueFull {
+                queued,
+                needed: 1,
+                max: self.config.max_send_queue,
+            });
+        }
+        Ok(())
     }
 
     #[inline(never)]
@@ -328,10 +328,7 @@ impl Arq {
     /// allocation (see [`recv_with`](Self::recv_with), which does not allocate).
     #[inline]
     pub fn recv(&mut self) -> Option<Bytes> {
-        self.take_message(|message| match message {
-            Message::Single(payload) => payload.take_bytes(),
-            Message::Joined(join) => join.split().freeze(),
-        })
+        self.take_message(|message| message.into_bytes())
     }
 
     /// Lends the next whole message to `read`, if every fragment of it has arrived, and

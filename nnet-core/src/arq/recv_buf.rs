@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::buffers::{adopt_into, discard_front, take_if_empty};
 use super::payload::{Payload, Source};
@@ -31,6 +31,15 @@ pub(crate) enum Message<'a> {
 }
 
 impl Message<'_> {
+    /// The message as a [`Bytes`], taken out: a single segment's payload (see
+    /// [`Payload::take_bytes`]), or the joined bytes split off the join buffer.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        match self {
+            Message::Single(payload) => payload.take_bytes(),
+            Message::Joined(join) => join.split().freeze(),
+        }
+    }
+
     /// Whether the message has no bytes.
     pub(crate) fn is_empty(&self) -> bool {
         match self {
@@ -287,7 +296,6 @@ impl ReceiveBuffer {
 mod tests {
     use super::*;
     use crate::arq::payload::Part;
-    use bytes::Bytes;
 
     fn seg(frg: u8, data: &'static [u8]) -> Received {
         Received {
@@ -302,10 +310,7 @@ mod tests {
 
     /// The next message's bytes, taken the way `Arq::recv` does.
     fn pop(buf: &mut ReceiveBuffer, join: &mut BytesMut) -> Option<Bytes> {
-        buf.take_message(join, |message| match message {
-            Message::Single(payload) => payload.take_bytes(),
-            Message::Joined(join) => join.split().freeze(),
-        })
+        buf.take_message(join, |message| message.into_bytes())
     }
 
     #[test]

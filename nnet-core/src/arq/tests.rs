@@ -150,6 +150,19 @@ fn transfer(
     None
 }
 
+/// [`transfer`] of what `a` already queued, over lossless links from 0 ms, within 10 s.
+fn lossless(a: &mut Arq, b: &mut Arq, expected: usize) -> Option<Vec<Bytes>> {
+    let clean = || Wire::new(vec![]);
+    transfer(a, b, &[], expected, clean(), clean(), 0, 10_000)
+}
+
+/// `from` flushes at `now`; every datagram it sends arrives at `to` at once.
+fn pass(from: &mut Arq, to: &mut Arq, now: u32) {
+    for datagram in flush_at(from, now) {
+        to.input_bytes(now, datagram).expect("valid datagram");
+    }
+}
+
 fn fast() -> ArqConfig {
     ArqConfig {
         dead_link: u32::MAX,
@@ -290,16 +303,7 @@ fn refused_messages_leave_the_engine_usable() {
         })
     );
     a.send(message(1, 10)).expect("one more fragment fits");
-    let got = transfer(
-        &mut a,
-        &mut b,
-        &[],
-        2,
-        Wire::new(vec![]),
-        Wire::new(vec![]),
-        0,
-        10_000,
-    );
+    let got = lossless(&mut a, &mut b, 2);
     assert_eq!(got, Some(vec![message(0, 3000), message(1, 10)]));
     a.send(message(2, 2000))
         .expect("room again once acknowledged");
@@ -330,16 +334,7 @@ fn copied_messages_are_refused_like_shared_ones() {
     };
     assert_eq!(a.send_slice(&message(2, 1)), Err(full.clone()));
     assert_eq!(a.send_slice(&message(2, 100)), Err(full));
-    let got = transfer(
-        &mut a,
-        &mut b,
-        &[],
-        2,
-        Wire::new(vec![]),
-        Wire::new(vec![]),
-        0,
-        10_000,
-    );
+    let got = lossless(&mut a, &mut b, 2);
     assert_eq!(got, Some(vec![message(0, 64), message(1, 65)]));
     assert_eq!(a.stats().messages_in, 2, "refused messages are not counted");
 }
@@ -353,10 +348,7 @@ fn recv_with_lends_every_kind_of_message_once() {
     for (i, &size) in sizes.iter().enumerate() {
         a.send_slice(&message(i, size)).expect("accepted");
     }
-    a.update(0);
-    while let Some(d) = a.poll_output() {
-        b.input_bytes(0, d).expect("valid");
-    }
+    pass(&mut a, &mut b, 0);
     for (i, &size) in sizes.iter().enumerate() {
         let lent = b.recv_with(|m| m.to_vec()).expect("arrived");
         assert_eq!(lent, message(i, size), "message {i}");
@@ -388,14 +380,8 @@ fn stream_mode_joins_copied_and_shared_writes_into_one_byte_stream() {
     }
     let mut got = Vec::new();
     for step in 0..100u32 {
-        a.update(step * 10);
-        b.update(step * 10);
-        while let Some(d) = a.poll_output() {
-            b.input_bytes(step * 10, d).expect("valid");
-        }
-        while let Some(d) = b.poll_output() {
-            a.input_bytes(step * 10, d).expect("valid");
-        }
+        pass(&mut a, &mut b, step * 10);
+        pass(&mut b, &mut a, step * 10);
         while b.recv_with(|m| got.extend_from_slice(m)).is_some() {}
     }
     assert_eq!(
@@ -415,16 +401,7 @@ fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     let mut b = Arq::new(CONV, &config).expect("config");
     a.send_hello();
     a.send(message(0, 5)).expect("send");
-    let got = transfer(
-        &mut a,
-        &mut b,
-        &[],
-        1,
-        Wire::new(vec![]),
-        Wire::new(vec![]),
-        0,
-        10_000,
-    );
+    let got = lossless(&mut a, &mut b, 1);
     assert_eq!(got, Some(vec![message(0, 5)]));
     assert_eq!(b.stats().data_segments_in, 2, "the hello did travel");
 
@@ -433,10 +410,7 @@ fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     let mut f = Arq::new(CONV, &config).expect("config");
     e.send_hello();
     e.send_slice(b"hi").expect("send");
-    e.update(0);
-    while let Some(datagram) = e.poll_output() {
-        f.input_bytes(0, datagram).expect("valid");
-    }
+    pass(&mut e, &mut f, 0);
     assert_eq!(f.recv_with(|m| m.to_vec()), Some(b"hi".to_vec()));
     assert_eq!(f.recv_with(|m| m.to_vec()), None);
 
@@ -444,16 +418,7 @@ fn hello_is_sent_but_swallowed_under_the_empty_message_rule() {
     let mut c = Arq::new(CONV, &fast()).expect("config");
     let mut d = Arq::new(CONV, &fast()).expect("config");
     c.send(Bytes::new()).expect("empty allowed by default");
-    let got = transfer(
-        &mut c,
-        &mut d,
-        &[],
-        1,
-        Wire::new(vec![]),
-        Wire::new(vec![]),
-        0,
-        10_000,
-    );
+    let got = lossless(&mut c, &mut d, 1);
     assert_eq!(got, Some(vec![Bytes::new()]));
 }
 
@@ -468,10 +433,7 @@ fn announce_sends_data_as_new_first_in_each_datagram() {
     let mut server = Arq::new(CONV, &fast()).expect("config");
     // Give the client something to acknowledge so its datagrams also carry ACKs.
     server.send(message(0, 100)).expect("send");
-    server.update(0);
-    while let Some(d) = server.poll_output() {
-        client.input_bytes(0, d).expect("input");
-    }
+    pass(&mut server, &mut client, 0);
     assert_eq!(server.set_announce(Some(token)), Err(NoAnnounceRoom));
     client.set_announce(Some(token)).expect("room kept");
     client.send(message(1, 4000)).expect("send");
@@ -551,12 +513,9 @@ fn in_flight_bytes_count_payload_sent_and_not_acknowledged() {
     a.send(message(0, 100)).expect("send");
     a.send(message(1, 3000)).expect("send");
     assert_eq!(a.in_flight_bytes(), 0, "queued is not in flight");
-    a.update(0);
+    pass(&mut a, &mut b, 0);
     assert_eq!(a.in_flight_bytes(), 3100);
     assert_eq!(a.in_flight(), 4, "one segment, then three fragments");
-    while let Some(d) = a.poll_output() {
-        b.input_bytes(0, d).expect("input");
-    }
     b.update(0);
     while let Some(d) = b.poll_output() {
         a.input_bytes(5, d).expect("input");
