@@ -100,8 +100,6 @@ impl Net {
     }
 }
 
-static RECV: std::sync::LazyLock<bool> =
-    std::sync::LazyLock::new(|| std::env::var_os("RECV").is_some());
 // ---- nnet ----
 
 struct Nnet(Arq);
@@ -154,13 +152,7 @@ impl Engine for Nnet {
 
     #[inline]
     fn recv_each(&mut self, mut sink: impl FnMut(&[u8])) {
-        if *RECV {
-            while let Some(m) = self.0.recv() {
-                sink(&m);
-            }
-        } else {
-            while self.0.recv_with(&mut sink).is_some() {}
-        }
+        while self.0.recv_with(&mut sink).is_some() {}
     }
 }
 
