@@ -52,20 +52,33 @@ pub enum SessionError {
     Send(#[from] SendError),
 }
 
-/// One conversation's shared state. About the size of the engine plus 48 bytes; it
-/// holds heap memory only while the engine does (queued or unacknowledged data).
+/// One conversation's shared state. The size of the engine plus 24 bytes; it holds heap
+/// memory only while the engine does (queued or unacknowledged data) and, once it is
+/// ending, for its closing state (about 64 bytes).
 ///
 /// `repr(C)` keeps the declaration order: what every datagram and timer reads (last
-/// receive time, phase, pending control datagram) first, then the engine with its hot
+/// receive time, the closing state's box) first, then the engine with its hot
 /// part first: the first [`HOT_BYTES`](Self::HOT_BYTES) are what one datagram touches.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Session {
     last_recv: Instant,
+    /// How the session is ending, once it is: `None` while it is open. In a box of its
+    /// own, allocated when the ending starts, so an open session carries 8 bytes for it
+    /// among the fields every datagram touches instead of 64.
+    ending: Option<Box<Ending>>,
+    arq: Arq,
+}
+
+/// The state of a session that is ending (everything but [`Phase::Open`]).
+#[derive(Debug)]
+struct Ending {
     phase: Phase,
     /// A FIN or KICK waiting to be sent (at most one at a time).
     pending_control: Option<Bytes>,
-    arq: Arq,
+    /// FINs and KICKs sent (they are not the engine's datagrams, so its counters miss
+    /// them).
+    controls_sent: u64,
 }
 
 impl Session {
@@ -77,10 +90,48 @@ impl Session {
     pub(crate) fn new(arq: Arq, now: Instant) -> Session {
         Session {
             arq,
-            phase: Phase::Open,
             last_recv: now,
-            pending_control: None,
+            ending: None,
         }
+    }
+
+    /// Where the session is in its life.
+    #[inline]
+    fn phase(&self) -> Phase {
+        self.ending
+            .as_ref()
+            .map_or(Phase::Open, |ending| ending.phase)
+    }
+
+    /// Moves the session to `phase` (a closing one: a session never reopens).
+    fn set_phase(&mut self, phase: Phase) {
+        debug_assert_ne!(phase, Phase::Open, "a session never reopens");
+        self.ending_mut().phase = phase;
+    }
+
+    /// Queues a FIN or KICK, replacing one not sent yet. Only an ending session sends
+    /// them.
+    fn queue_control(&mut self, datagram: Bytes) {
+        self.ending_mut().pending_control = Some(datagram);
+    }
+
+    /// The ending state, made (still `Open`) if the session has none yet.
+    fn ending_mut(&mut self) -> &mut Ending {
+        self.ending.get_or_insert_with(|| {
+            Box::new(Ending {
+                phase: Phase::Open,
+                pending_control: None,
+                controls_sent: 0,
+            })
+        })
+    }
+
+    /// FINs and KICKs this session has handed out with
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub(crate) fn controls_sent(&self) -> u64 {
+        self.ending
+            .as_ref()
+            .map_or(0, |ending| ending.controls_sent)
     }
 
     /// The KCP engine (read-only: stats, RTT).
@@ -95,7 +146,7 @@ impl Session {
 
     /// Queues a message. Refused once the session is closing.
     pub(crate) fn send(&mut self, message: Bytes) -> Result<(), SessionError> {
-        if self.phase != Phase::Open {
+        if self.phase() != Phase::Open {
             return Err(SessionError::Closing);
         }
         self.arq.send(message)?;
@@ -144,10 +195,10 @@ impl Session {
     /// before the server learned the new line (the hello that follows a switch is
     /// part of what the flush waits for).
     pub(crate) fn begin_close(&mut self, now: Instant, config: &SessionConfig) {
-        if self.phase == Phase::Open {
-            self.phase = Phase::Flushing {
+        if self.phase() == Phase::Open {
+            self.set_phase(Phase::Flushing {
                 linger_until: now + config.linger,
-            };
+            });
         }
     }
 
@@ -155,14 +206,14 @@ impl Session {
     /// every RTO after, up to `kick_sends` times. Does nothing once the session is
     /// closed or already kicked.
     pub(crate) fn kick(&mut self, now: Instant, reason: u32, config: &SessionConfig) {
-        if matches!(self.phase, Phase::Closed(_) | Phase::Kicking { .. }) {
+        if matches!(self.phase(), Phase::Closed(_) | Phase::Kicking { .. }) {
             return;
         }
-        self.phase = Phase::Kicking {
+        self.set_phase(Phase::Kicking {
             reason,
             sends_left: config.kick_sends,
             next_at: now,
-        };
+        });
         self.repeat_control(now);
     }
 
@@ -170,37 +221,37 @@ impl Session {
     /// answered (or the client's answer to our KICK) the close we started completes;
     /// otherwise we answer with one FIN, unless the peer's FIN says it has no session.
     pub(crate) fn on_fin(&mut self, reason: FinReason) {
-        let close = match self.phase {
+        let close = match self.phase() {
             Phase::Closed(_) => return,
             Phase::Finishing { close, .. } => close,
             Phase::Kicking { reason: kick, .. } => CloseReason::Kicked(kick),
             Phase::Open | Phase::Flushing { .. } => {
                 let close = CloseReason::from_fin(reason);
                 if !matches!(reason, FinReason::Reset | FinReason::Collision) {
-                    self.pending_control = Some(self.fin(reason));
+                    self.queue_control(self.fin(reason));
                 }
                 close
             }
         };
-        self.phase = Phase::Closed(close);
+        self.set_phase(Phase::Closed(close));
     }
 
     /// Ends the session now for `reason`, sending one FIN if the reason calls for one.
     /// Does nothing if it is already closed.
     pub(crate) fn close_now(&mut self, reason: CloseReason) {
-        if matches!(self.phase, Phase::Closed(_)) {
+        if matches!(self.phase(), Phase::Closed(_)) {
             return;
         }
         if let Some(fin) = reason.fin_to_send() {
-            self.pending_control = Some(self.fin(fin));
+            self.queue_control(self.fin(fin));
         }
-        self.phase = Phase::Closed(reason);
+        self.set_phase(Phase::Closed(reason));
     }
 
     /// Runs every timer that is due at `now`: the engine's flush, dead link, idle
     /// timeout, linger, FIN and KICK repeats.
     pub(crate) fn handle_timeout(&mut self, now: Instant, now_ms: u32, config: &SessionConfig) {
-        if matches!(self.phase, Phase::Closed(_)) {
+        if matches!(self.phase(), Phase::Closed(_)) {
             return;
         }
         self.arq.update(now_ms);
@@ -221,7 +272,7 @@ impl Session {
 
     /// Moves the closing phases on: from flushing to FIN, and FIN/KICK repeats.
     fn advance(&mut self, now: Instant, now_ms: u32, config: &SessionConfig) {
-        if let Phase::Flushing { linger_until } = self.phase {
+        if let Phase::Flushing { linger_until } = self.phase() {
             let flushed = self.arq.waiting_to_send() == 0;
             if flushed || now >= linger_until {
                 let close = if flushed {
@@ -231,11 +282,11 @@ impl Session {
                 };
                 // Send what is still unsent acknowledgement-wise before the FIN.
                 self.arq.flush(now_ms);
-                self.phase = Phase::Finishing {
+                self.set_phase(Phase::Finishing {
                     close,
                     sends_left: config.fin_sends,
                     next_at: now,
-                };
+                });
             }
         }
         self.repeat_control(now);
@@ -245,21 +296,21 @@ impl Session {
     /// and closes the session when the last repeat has had its RTO to be answered.
     fn repeat_control(&mut self, now: Instant) {
         let rto = Duration::from_millis(u64::from(self.arq.rto_ms()));
-        match self.phase {
+        match self.phase() {
             Phase::Finishing {
                 close,
                 sends_left,
                 next_at,
             } if now >= next_at => {
                 if sends_left == 0 {
-                    self.phase = Phase::Closed(close);
+                    self.set_phase(Phase::Closed(close));
                 } else {
-                    self.pending_control = Some(self.fin(FinReason::Normal));
-                    self.phase = Phase::Finishing {
+                    self.queue_control(self.fin(FinReason::Normal));
+                    self.set_phase(Phase::Finishing {
                         close,
                         sends_left: sends_left - 1,
                         next_at: now + rto,
-                    };
+                    });
                 }
             }
             Phase::Kicking {
@@ -268,14 +319,14 @@ impl Session {
                 next_at,
             } if now >= next_at => {
                 if sends_left == 0 {
-                    self.phase = Phase::Closed(CloseReason::Kicked(reason));
+                    self.set_phase(Phase::Closed(CloseReason::Kicked(reason)));
                 } else {
-                    self.pending_control = Some(wire::kick(self.arq.conv(), reason));
-                    self.phase = Phase::Kicking {
+                    self.queue_control(wire::kick(self.arq.conv(), reason));
+                    self.set_phase(Phase::Kicking {
                         reason,
                         sends_left: sends_left - 1,
                         next_at: now + rto,
-                    };
+                    });
                 }
             }
             _ => {}
@@ -294,7 +345,7 @@ impl Session {
         now_ms: u32,
         config: &SessionConfig,
     ) -> Option<Instant> {
-        let phase_deadline = match self.phase {
+        let phase_deadline = match self.phase() {
             Phase::Closed(_) => return None,
             Phase::Open => None,
             // Everything acknowledged: the FIN is due now.
@@ -314,19 +365,26 @@ impl Session {
 
     /// The next datagram to send: a pending FIN or KICK first, then the engine's output.
     pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.pending_control
-            .take()
-            .or_else(|| self.arq.poll_output())
+        if let Some(ending) = self.ending.as_deref_mut() {
+            if let Some(control) = ending.pending_control.take() {
+                ending.controls_sent += 1;
+                return Some(control);
+            }
+        }
+        self.arq.poll_output()
     }
 
     /// Whether `poll_transmit` has something.
     pub(crate) fn has_transmit(&self) -> bool {
-        self.pending_control.is_some() || self.arq.has_output()
+        self.ending
+            .as_ref()
+            .is_some_and(|ending| ending.pending_control.is_some())
+            || self.arq.has_output()
     }
 
     /// The reason the session ended, once it has.
     pub(crate) fn closed(&self) -> Option<CloseReason> {
-        match self.phase {
+        match self.phase() {
             Phase::Closed(reason) => Some(reason),
             _ => None,
         }
@@ -335,11 +393,11 @@ impl Session {
     /// Whether the session still has data to deliver: open, or flushing before its FIN.
     /// (Once the FIN is out, a failing path only shortens the wait for its answer.)
     pub(crate) fn delivering(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Flushing { .. })
+        matches!(self.phase(), Phase::Open | Phase::Flushing { .. })
     }
 
     /// Whether the application may still send (the session is open).
     pub(crate) fn is_open(&self) -> bool {
-        self.phase == Phase::Open
+        self.phase() == Phase::Open
     }
 }

@@ -304,6 +304,39 @@ fn kick_without_an_answer_frees_after_the_last_repeat() {
 }
 
 #[test]
+fn session_counters_include_the_kicks_sent() {
+    let mut net = Net::new(server_config());
+    let c = net.connect("192.0.2.10:5000", SERVER, client_config(8));
+    assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
+    let conn = net
+        .server
+        .find(net.clients[c].conn.conv())
+        .expect("session");
+    net.clients[c].cut = true;
+    net.server.kick(conn, 1, net.now).expect("kick");
+    net.run(Duration::from_millis(500));
+    let remote = net.server.remote(conn).expect("live");
+    // The session's own datagrams: not the stateless PONGs to the client's probes.
+    let cmds: Vec<Cmd> = net
+        .server_sent
+        .iter()
+        .filter(|t| t.to == remote)
+        .filter_map(|t| Datagram::parse(t.payload.clone()).ok())
+        .map(|d| d.first().cmd)
+        .filter(|cmd| *cmd != Cmd::Pong)
+        .collect();
+    let kicks = cmds.iter().filter(|cmd| **cmd == Cmd::Kick).count() as u64;
+    let stats = net.server.session_stats(conn).expect("still kicking");
+    assert!(kicks >= 2, "the KICK and a repeat went out ({kicks})");
+    assert_eq!(
+        stats.datagrams_out,
+        cmds.len() as u64,
+        "every datagram to the client"
+    );
+    assert_eq!(stats.datagrams_out, stats.arq.datagrams_out + kicks);
+}
+
+#[test]
 fn close_flushes_then_fin_and_both_sides_report_once() {
     let mut net = Net::new(server_config());
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(9));

@@ -240,7 +240,6 @@ impl Endpoint {
             };
             match entry.session.poll_transmit() {
                 Some(payload) => {
-                    entry.datagrams_out += 1;
                     let to = entry.remote;
                     if entry.session.has_transmit() {
                         self.transmit_ready.push_front(conn);
@@ -351,8 +350,8 @@ impl Endpoint {
     /// The session's counters.
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
         self.slots.conn_parts(conn).map(|(head, e)| SessionStats {
-            datagrams_in: e.datagrams_in + head.pings,
-            datagrams_out: e.datagrams_out,
+            datagrams_in: e.datagrams_in() + head.pings,
+            datagrams_out: e.datagrams_out(),
             remote_changes: e.stats.remote_changes,
             drops: e.stats.drops,
             srtt_ms: e.session.arq().srtt_ms(),

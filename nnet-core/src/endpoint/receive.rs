@@ -265,7 +265,6 @@ impl Endpoint {
         if let Some(ts) = newest_data {
             entry.fresh_ts = newer(Some(entry.fresh_ts), ts);
         }
-        entry.datagrams_in += 1;
         let confirms = confirm_if_second(head, entry);
         if let Some(reason) = fin {
             entry.session.on_fin(reason);
