@@ -124,6 +124,14 @@ impl RepeatedAcks {
         }
     }
 
+    /// Whether any ACK is held for a repeat (this flush's or the next).
+    #[inline]
+    pub(crate) fn is_held(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|lists| !lists.next.is_empty() || !lists.now.is_empty())
+    }
+
     /// Frees the lists if they are empty.
     pub(crate) fn release_if_empty(&mut self) {
         if self

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::buffers::adopt_into;
 use super::payload::{Payload, INLINE_MAX};
 use crate::prefetch::{prefetch_lines, Level, LINE};
 use crate::wire::HEADER_LEN;
@@ -140,24 +139,30 @@ impl Output {
         !self.ready.is_empty()
     }
 
-    /// Gives back the memory when nothing waits: the queue and the buffer (both
-    /// empty) are returned for another engine to take over; the buffer only if at most
-    /// one datagram's room was reserved in it (so at most one MTU stands behind it) and
-    /// it has room left, else it is freed.
-    pub(crate) fn release_idle(&mut self) -> (VecDeque<Bytes>, BytesMut) {
-        if !self.ready.is_empty() || !self.current.is_empty() {
-            return Default::default();
-        }
-        let ready = std::mem::take(&mut self.ready);
-        let current = std::mem::take(&mut self.current);
-        let small = self.block <= 2 && current.capacity() > 0;
-        self.block = 1;
-        (ready, if small { current } else { BytesMut::new() })
+    /// Whether nothing is being built or waits to be polled.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.current.is_empty()
     }
 
-    /// Takes over `ready` and `current` (empty) where this builder has no memory yet.
-    pub(crate) fn adopt(&mut self, ready: VecDeque<Bytes>, current: BytesMut) {
-        adopt_into(&mut self.ready, ready);
-        adopt_into(&mut self.current, current);
+    /// Heap bytes a boxed builder holds: itself, the queue's capacity and the
+    /// buffer's free room (the allocation behind the buffer is at most one MTU once
+    /// [`trim`](Self::trim)med). O(1).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Output>()
+            + self.ready.capacity() * std::mem::size_of::<Bytes>()
+            + self.current.capacity()
+    }
+
+    /// Prepares an empty builder for another engine: the buffer is kept only if at most
+    /// one datagram's room was reserved in it (so at most one MTU stands behind it) and
+    /// it has room left, else it is freed; the next reservation starts small again.
+    pub(crate) fn trim(&mut self) {
+        debug_assert!(self.is_empty(), "only an empty builder is handed over");
+        let small = self.block <= 2 && self.current.capacity() > 0;
+        if !small {
+            self.current = BytesMut::new();
+        }
+        self.block = 1;
     }
 }

@@ -787,3 +787,26 @@ fn joined_messages_survive_the_release_of_the_join_buffer() {
     let _ = b.release_idle_buffers();
     assert_eq!(taken, first);
 }
+
+#[test]
+fn an_idle_engine_flushes_without_taking_memory() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    for ack in deliver_and_ack(&mut a, &mut b, &[message(1, 100)], 0) {
+        a.input_bytes(10, ack).expect("ACK");
+    }
+    assert!(b.recv().is_some());
+    for engine in [&mut a, &mut b] {
+        assert!(engine.is_idle());
+        assert!(engine.release_idle_buffers().bytes() > 0, "it had buffers");
+        for now in (30..200).step_by(10) {
+            engine.update(now);
+            assert!(engine.poll_output().is_none());
+        }
+        let after = engine.release_idle_buffers();
+        assert_eq!(after.bytes(), 0, "idle flushes allocated {after:?}");
+    }
+    // Woken up, they work as before.
+    deliver_and_ack(&mut a, &mut b, &[message(2, 10)], 300);
+    assert_eq!(b.recv(), Some(message(2, 10)));
+}

@@ -22,9 +22,9 @@ pub(crate) const MAX_SET_BYTES: usize = 4 * 1024;
 /// Sets of emptied engine buffers, last in first out (the last set given back is the
 /// likeliest to be in cache), at most [`MAX_SETS`] and [`MAX_POOL_BYTES`].
 ///
-/// Costs: `put` and `take` are O(1) (a push or a pop and a 152-byte move; the list of
+/// Costs: `put` and `take` are O(1) (a push or a pop and a 96-byte move; the list of
 /// sets is allocated once, at the first `put`). Memory: at most [`MAX_POOL_BYTES`] of
-/// buffers, plus 152 bytes per set for the list.
+/// buffers, plus 96 bytes per set for the list.
 #[derive(Debug, Default)]
 pub(crate) struct BufferPool {
     /// The sets.
