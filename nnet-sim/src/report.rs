@@ -246,7 +246,7 @@ fn metrics(report: &RunReport, samples: Vec<LineSample>) -> Metrics {
                     what: format!("closed ({reason:?})"),
                 });
             }
-            let arq = host.conn.as_ref().map(|c| *c.arq().stats());
+            let arq = host.conn.as_ref().map(|c| c.arq().stats());
             ClientMetrics {
                 client: i,
                 conv: host.conv,

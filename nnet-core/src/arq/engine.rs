@@ -12,10 +12,10 @@ use super::output::Output;
 use super::payload::{LastPart, Part, Payload, Source, INLINE_MAX};
 use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, Message, ReceiveBuffer};
-use super::rtt::{RttEstimator, RTO_MAX_MS};
+use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
 use super::send_buf::SendBuffer;
 use super::seq::diff;
-use super::stats::ArqStats;
+use super::stats::{count, ArqStats, HotCounts};
 use crate::wire::{Cmd, Datagram, Header, Token, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
 
 /// First wait before probing a zero remote window, ms.
@@ -95,10 +95,10 @@ pub struct Arq {
     /// release): kept here, with the fields a datagram touches, so that releasing an
     /// idle engine's buffers does not read `join`'s cold line for nothing.
     join_held: bool,
-    announce: Option<Token>,
+    /// Whether data goes out as NEW (`announce` holds the token): kept here so that a
+    /// flush reads the token's cold line only when it is used.
+    announcing: bool,
     congestion: Congestion,
-    /// Payload bytes per segment (at most `MAX_MTU`, so it fits).
-    mss: u32,
 
     /// Queued and in-flight segments.
     sending: SendBuffer,
@@ -118,11 +118,18 @@ pub struct Arq {
     /// ([`new_shared`](Arq::new_shared)): 8 bytes here instead of the settings'
     /// 56, among the fields each datagram touches.
     config: Arc<ArqConfig>,
-    /// Counters; the per-datagram ones first (see [`ArqStats`]).
+    /// The per-datagram counters' low parts: the last of the hot fields.
+    counts: HotCounts,
+    /// Counters: the rare ones, and the carried parts of `counts` (see [`HotCounts`]).
     stats: ArqStats,
 
     /// Largest message `send` queues as one fragment on its fast path (0 in stream mode).
     single_fragment_max: usize,
+    /// Payload bytes per segment (at most `MAX_MTU`, so it fits): read when a message
+    /// is cut into fragments and while the congestion window grows.
+    mss: u32,
+    /// The token data segments announce while `announcing`.
+    announce: Option<Token>,
     /// Where fragmented messages are joined; its memory is taken back in place for the
     /// next one once the application dropped the previous one.
     join: BytesMut,
@@ -130,7 +137,7 @@ pub struct Arq {
 
 /// Bytes at the start of an [`Arq`] that one datagram and the flush after it touch: up
 /// to and with the per-datagram counters.
-const HOT_BYTES: usize = std::mem::offset_of!(Arq, stats) + ArqStats::HOT_BYTES;
+const HOT_BYTES: usize = std::mem::offset_of!(Arq, counts) + std::mem::size_of::<HotCounts>();
 
 impl Arq {
     /// Bytes at the start of the engine that one datagram's input and the flush after
@@ -167,7 +174,7 @@ impl Arq {
                 ssthresh: SSTHRESH_MIN,
                 incr: 0,
             },
-            rtt: RttEstimator::new(config.nodelay != 0),
+            rtt: RttEstimator::new(),
             recent_ack: RecentAck::default(),
             probe: 0,
             probe_at: 0,
@@ -177,9 +184,11 @@ impl Arq {
             received: ReceiveBuffer::new(config.recv_window),
             repeated: RepeatedAcks::default(),
             duplicates: DuplicateShare::default(),
+            announcing: false,
             announce: None,
             acks: Vec::new(),
             output: None,
+            counts: HotCounts::default(),
             stats: ArqStats::default(),
             join: BytesMut::new(),
         })
@@ -377,7 +386,11 @@ impl Arq {
                 self.probe |= ASK_TELL;
             }
             if taken.is_some() {
-                self.stats.messages_out += 1;
+                count(
+                    &mut self.counts.messages_out,
+                    &mut self.stats.messages_out,
+                    1,
+                );
                 return taken;
             }
         }
@@ -477,7 +490,11 @@ impl Arq {
             });
         }
         self.current = now_ms;
-        self.stats.datagrams_in += 1;
+        count(
+            &mut self.counts.datagrams_in,
+            &mut self.stats.datagrams_in,
+            1,
+        );
         Ok(())
     }
 
@@ -535,10 +552,14 @@ impl Arq {
 
     #[inline(always)]
     fn on_ack(&mut self, header: &Header, max_ack: &mut Option<(u32, u32)>) {
-        self.stats.acks_in += 1;
+        count(&mut self.counts.acks_in, &mut self.stats.acks_in, 1);
         let rtt = diff(self.current, header.ts);
         if rtt >= 0 {
-            self.rtt.on_sample(rtt, self.config.interval_ms);
+            self.rtt.on_sample(
+                rtt,
+                self.config.interval_ms,
+                min_rto(self.config.nodelay != 0),
+            );
         }
         let newly_acked = self.sending.ack(header.sn);
         if self.config.recent_ack && newly_acked && rtt >= 0 {
@@ -560,7 +581,11 @@ impl Arq {
     /// A data segment; its payload is taken from `payload` only if it is stored.
     #[inline]
     fn on_data(&mut self, header: &Header, payload: impl Source) {
-        self.stats.data_segments_in += 1;
+        count(
+            &mut self.counts.data_segments_in,
+            &mut self.stats.data_segments_in,
+            1,
+        );
         if !self.received.below_window_end(header.sn) {
             self.stats.out_of_window_segments_in += 1;
             return;
@@ -672,7 +697,7 @@ impl Arq {
             self.adjust_after_flush(FlushOutcome::default(), window);
             return;
         };
-        let outcome = if self.announce.is_some() {
+        let outcome = if self.announcing {
             // A gateway fills only a datagram's first segment: data (NEW) goes first.
             let outcome = self.emit_data(&mut out, &template);
             let last_ack = self.emit_acks(&mut out, &template);
@@ -700,7 +725,7 @@ impl Arq {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
             out.push(raw, &[], &[], mtu);
-            self.stats.acks_out += 1;
+            count(&mut self.counts.acks_out, &mut self.stats.acks_out, 1);
             last = (sn, ts);
         }
         self.acks.clear();
@@ -774,8 +799,14 @@ impl Arq {
             n => n,
         };
         let reordering_margin = self.rtt.srtt() / 4;
-        let (cmd, extra) = match self.announce {
-            Some(token) => (Cmd::New, announce_bytes(&token)),
+        // A branch, not a select: the token's line is read only while announcing.
+        let announced = if self.announcing {
+            self.announced_bytes()
+        } else {
+            None
+        };
+        let (cmd, extra) = match announced {
+            Some(bytes) => (Cmd::New, bytes),
             None => (Cmd::Push, [0; NEW_EXTRA_LEN]),
         };
         let extra = if cmd == Cmd::New { &extra[..] } else { &[] };
@@ -823,7 +854,11 @@ impl Arq {
                 ..*template
             };
             out.push_data(header.to_bytes(), extra, &segment.data, mtu);
-            self.stats.data_segments_out += 1;
+            count(
+                &mut self.counts.data_segments_out,
+                &mut self.stats.data_segments_out,
+                1,
+            );
             if segment.xmit >= dead_link {
                 self.dead = true;
             }
@@ -832,23 +867,24 @@ impl Arq {
     }
 
     /// Congestion response to the flush's retransmissions (end of `ikcp_flush`).
+    ///
+    /// Reads `mss` (a cold field) only when the window changes.
     fn adjust_after_flush(&mut self, outcome: FlushOutcome, window: u32) {
-        let mss = self.mss;
         let cc = &mut self.congestion;
         if outcome.fast_retransmits > 0 {
             let in_flight = self.sending.next_sn().wrapping_sub(self.sending.una());
             cc.ssthresh = (in_flight / 2).max(SSTHRESH_MIN);
             cc.cwnd = cc.ssthresh.wrapping_add(self.config.fast_resend);
-            cc.incr = cc.cwnd.wrapping_mul(mss);
+            cc.incr = cc.cwnd.wrapping_mul(self.mss);
         }
         if outcome.lost {
             cc.ssthresh = (window / 2).max(SSTHRESH_MIN);
             cc.cwnd = 1;
-            cc.incr = mss;
+            cc.incr = self.mss;
         }
         if cc.cwnd < 1 {
             cc.cwnd = 1;
-            cc.incr = mss;
+            cc.incr = self.mss;
         }
     }
 
@@ -856,8 +892,16 @@ impl Arq {
     #[inline]
     pub fn poll_output(&mut self) -> Option<Bytes> {
         let datagram = self.output.as_mut()?.pop()?;
-        self.stats.datagrams_out += 1;
-        self.stats.bytes_out += datagram.len() as u64;
+        count(
+            &mut self.counts.datagrams_out,
+            &mut self.stats.datagrams_out,
+            1,
+        );
+        count(
+            &mut self.counts.bytes_out,
+            &mut self.stats.bytes_out,
+            datagram.len() as u32,
+        );
         Some(datagram)
     }
 
@@ -876,6 +920,7 @@ impl Arq {
             return Err(NoAnnounceRoom);
         }
         self.announce = token;
+        self.announcing = token.is_some();
         Ok(())
     }
 
@@ -916,7 +961,11 @@ impl Arq {
     pub fn on_path_change(&mut self, rtt_ms: Option<u32>) {
         if let Some(rtt) = rtt_ms {
             let rtt = rtt.min(RTO_MAX_MS) as i32;
-            self.rtt.reseed(rtt, self.config.interval_ms);
+            self.rtt.reseed(
+                rtt,
+                self.config.interval_ms,
+                min_rto(self.config.nodelay != 0),
+            );
         }
         self.stats.path_resends += self.sending.resend_all() as u64;
         self.recent_ack.clear();
@@ -988,9 +1037,9 @@ impl Arq {
         self.remote_window
     }
 
-    /// Counters since creation.
-    pub fn stats(&self) -> &ArqStats {
-        &self.stats
+    /// Counters since creation. Costs a copy of 128 bytes and eight additions.
+    pub fn stats(&self) -> ArqStats {
+        self.counts.add_to(self.stats)
     }
 
     /// Gives back the memory of empty buffers (an idle session costs only its fixed
@@ -1050,9 +1099,16 @@ struct FlushOutcome {
     lost: bool,
 }
 
-/// The 28 bytes after a NEW header: an empty path block, then the token.
-fn announce_bytes(token: &Token) -> [u8; NEW_EXTRA_LEN] {
-    let mut bytes = [0; NEW_EXTRA_LEN];
-    bytes[PATH_BLOCK_LEN..].copy_from_slice(token);
-    bytes
+impl Arq {
+    /// The 28 bytes after a NEW header (an empty path block, then the token), if a
+    /// token is announced. Out of line, so that the compiler does not read the token
+    /// (a cold field) for every flush.
+    #[cold]
+    #[inline(never)]
+    fn announced_bytes(&self) -> Option<[u8; NEW_EXTRA_LEN]> {
+        let token = self.announce?;
+        let mut bytes = [0; NEW_EXTRA_LEN];
+        bytes[PATH_BLOCK_LEN..].copy_from_slice(&token);
+        Some(bytes)
+    }
 }

@@ -13,6 +13,8 @@
 //! Order of sending: a later `ts`, or the same `ts` and a higher sequence number (one
 //! flush sends in sequence order, retransmissions first).
 
+use std::num::NonZeroU32;
+
 use super::seq::diff;
 
 /// The latest-sent copy the peer acknowledged.
@@ -22,11 +24,18 @@ pub(crate) struct LatestDelivered {
     sn: u32,
     /// When it was sent (the echoed `ts`).
     ts: u32,
-    /// Its round-trip time, ms.
-    rtt: u32,
+    /// Its round-trip time in ms, plus one: never zero, so that an `Option` of this
+    /// takes no more room (12 bytes, not 16, among the engine's hot fields).
+    rtt_plus_one: NonZeroU32,
 }
 
 impl LatestDelivered {
+    /// Its round-trip time, ms.
+    #[inline]
+    fn rtt(&self) -> u32 {
+        self.rtt_plus_one.get() - 1
+    }
+
     /// Whether a segment sent at `ts` with sequence number `sn` went out before this one.
     #[inline]
     fn sent_after(&self, sn: u32, ts: u32) -> bool {
@@ -50,7 +59,12 @@ impl RecentAck {
             Some(latest) => !latest.sent_after(sn, ts) && (latest.sn, latest.ts) != (sn, ts),
         };
         if newer {
-            self.latest = Some(LatestDelivered { sn, ts, rtt });
+            let rtt_plus_one = NonZeroU32::new(rtt.saturating_add(1)).unwrap_or(NonZeroU32::MAX);
+            self.latest = Some(LatestDelivered {
+                sn,
+                ts,
+                rtt_plus_one,
+            });
         }
     }
 
@@ -66,7 +80,7 @@ impl RecentAck {
     pub(crate) fn is_lost(&self, sn: u32, ts: u32, now: u32, margin: u32) -> bool {
         self.latest.is_some_and(|latest| {
             latest.sent_after(sn, ts)
-                && diff(now, ts.wrapping_add(latest.rtt.saturating_add(margin))) >= 0
+                && diff(now, ts.wrapping_add(latest.rtt().saturating_add(margin))) >= 0
         })
     }
 }

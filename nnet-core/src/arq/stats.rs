@@ -1,12 +1,9 @@
 //! Counters of one engine.
 
-/// Counters of one [`Arq`](super::Arq) engine since it was created. Reading them is
-/// free; they never reset.
-///
-/// `repr(C)`: the counters one datagram in or out moves come first, in one cache line
-/// (`HOT_BYTES`); the rarer ones follow.
+/// Counters of one [`Arq`](super::Arq) engine since it was created, as
+/// [`Arq::stats`](super::Arq::stats) reports them (a copy of 128 bytes). They never
+/// reset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
 pub struct ArqStats {
     /// Datagrams accepted by [`Arq::input`](super::Arq::input).
     pub datagrams_in: u64,
@@ -43,8 +40,80 @@ pub struct ArqStats {
     pub out_of_window_segments_in: u64,
 }
 
-impl ArqStats {
-    /// Bytes at the start that receiving or sending a datagram moves (up to
-    /// `messages_out`): one cache line.
-    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(ArqStats, messages_in);
+/// The counters one datagram in or out moves, 32 bits wide, so that they take half a
+/// cache line among the engine's hot fields instead of a whole one. Each is the low part
+/// of its 64-bit counter in [`ArqStats`], which the engine keeps with its rare fields:
+/// [`count`] carries into the total when the low part wraps, so the total stays exact
+/// and is touched once per 2^32.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HotCounts {
+    pub(crate) datagrams_in: u32,
+    pub(crate) datagrams_out: u32,
+    pub(crate) bytes_out: u32,
+    pub(crate) data_segments_in: u32,
+    pub(crate) data_segments_out: u32,
+    pub(crate) acks_in: u32,
+    pub(crate) acks_out: u32,
+    pub(crate) messages_out: u32,
+}
+
+impl HotCounts {
+    /// `totals` (the carried parts and the rare counters) with these low parts added:
+    /// the engine's counters as the application sees them.
+    pub(crate) fn add_to(&self, mut totals: ArqStats) -> ArqStats {
+        for (total, low) in [
+            (&mut totals.datagrams_in, self.datagrams_in),
+            (&mut totals.datagrams_out, self.datagrams_out),
+            (&mut totals.bytes_out, self.bytes_out),
+            (&mut totals.data_segments_in, self.data_segments_in),
+            (&mut totals.data_segments_out, self.data_segments_out),
+            (&mut totals.acks_in, self.acks_in),
+            (&mut totals.acks_out, self.acks_out),
+            (&mut totals.messages_out, self.messages_out),
+        ] {
+            *total += u64::from(low);
+        }
+        totals
+    }
+}
+
+/// Adds `n` to a hot counter's `low` part, carrying 2^32 into its `total` when it
+/// wraps.
+#[inline(always)]
+pub(crate) fn count(low: &mut u32, total: &mut u64, n: u32) {
+    let (sum, wrapped) = low.overflowing_add(n);
+    *low = sum;
+    if wrapped {
+        carry(total);
+    }
+}
+
+/// Out of line, so that the compiler does not keep `total` in a register through a loop
+/// of [`count`]s: that would read the total's cold cache line before every such loop.
+#[cold]
+#[inline(never)]
+fn carry(total: &mut u64) {
+    *total += 1 << 32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_counts_carry_into_their_totals() {
+        let (mut counts, mut totals) = (HotCounts::default(), ArqStats::default());
+        count(&mut counts.bytes_out, &mut totals.bytes_out, u32::MAX - 1);
+        count(&mut counts.datagrams_in, &mut totals.datagrams_in, 1);
+        assert_eq!(counts.add_to(totals).bytes_out, u64::from(u32::MAX - 1));
+        count(&mut counts.bytes_out, &mut totals.bytes_out, 1400);
+        count(&mut counts.bytes_out, &mut totals.bytes_out, u32::MAX);
+        let seen = counts.add_to(totals);
+        assert_eq!(
+            seen.bytes_out,
+            u64::from(u32::MAX - 1) + 1400 + u64::from(u32::MAX)
+        );
+        assert_eq!(seen.datagrams_in, 1);
+        assert_eq!(seen.datagrams_out, 0);
+    }
 }

@@ -80,10 +80,10 @@ pub(crate) fn confirm_if_second(head: &mut Head, entry: &mut Entry) -> bool {
     true
 }
 
-/// One session on the server, stored inline in the endpoint's slab (about 630 bytes).
+/// One session on the server, stored inline in the endpoint's slab (about 600 bytes).
 ///
 /// `repr(C)` keeps the declaration order: what a data datagram touches ends at
-/// [`HOT_BYTES`](Self::HOT_BYTES), in the slot's first 7 lines of 10; what follows the
+/// [`HOT_BYTES`](Self::HOT_BYTES), in the slot's first 5 lines of 10; what follows the
 /// session is rarely read.
 #[derive(Debug)]
 #[repr(C)]

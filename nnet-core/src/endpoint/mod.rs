@@ -356,7 +356,7 @@ impl Endpoint {
             drops: e.stats.drops,
             srtt_ms: e.session.arq().srtt_ms(),
             rto_ms: e.session.arq().rto_ms(),
-            arq: *e.session.arq().stats(),
+            arq: e.session.arq().stats(),
         })
     }
 
