@@ -21,6 +21,7 @@ pub mod config;
 pub mod endpoint;
 pub mod event;
 pub mod gateway;
+mod huge_pages;
 pub mod line;
 mod prefetch;
 mod session;
