@@ -441,24 +441,24 @@ impl Arq {
     ) -> Result<InputReport, InputError> {
         self.begin_input(now_ms, conv)?;
         let una_before = self.sending.una();
-        let mut report = InputReport::default();
+        let mut tally = Tally::default();
         let mut max_ack: Option<(u32, u32)> = None;
         let Some(last) = count.checked_sub(1) else {
-            return Ok(self.end_input(una_before, max_ack, report));
+            return Ok(self.end_input(una_before, max_ack, tally));
         };
         for i in 0..last {
             if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(&datagram, o)) {
                 let (datagram, len) = (&datagram, header.len as usize);
                 let payload = Part { datagram, at, len };
-                self.input_segment(&header, payload, &mut report, &mut max_ack);
+                tally.add(self.input_segment(&header, payload, &mut max_ack));
             }
         }
         if let Some((header, at)) = offset(last).and_then(|o| Datagram::header_in(&datagram, o)) {
             let len = header.len as usize;
             let payload = LastPart { datagram, at, len };
-            self.input_segment(&header, payload, &mut report, &mut max_ack);
+            tally.add(self.input_segment(&header, payload, &mut max_ack));
         }
-        Ok(self.end_input(una_before, max_ack, report))
+        Ok(self.end_input(una_before, max_ack, tally))
     }
 
     /// Takes in one received datagram, already parsed (so it is valid as a whole).
@@ -469,14 +469,14 @@ impl Arq {
     pub fn input(&mut self, now_ms: u32, datagram: &Datagram) -> Result<InputReport, InputError> {
         self.begin_input(now_ms, datagram.conv())?;
         let una_before = self.sending.una();
-        let mut report = InputReport::default();
+        let mut tally = Tally::default();
         let mut max_ack: Option<(u32, u32)> = None;
         for (header, at) in datagram.headers() {
             let (datagram, len) = (datagram.as_bytes(), header.len as usize);
             let payload = Part { datagram, at, len };
-            self.input_segment(&header, payload, &mut report, &mut max_ack);
+            tally.add(self.input_segment(&header, payload, &mut max_ack));
         }
-        Ok(self.end_input(una_before, max_ack, report))
+        Ok(self.end_input(una_before, max_ack, tally))
     }
 
     /// Refuses a datagram of another conv; else starts taking one in.
@@ -500,54 +500,56 @@ impl Arq {
 
     /// What follows the segments of an input datagram: fast-retransmit hints and window
     /// growth.
-    #[inline]
+    ///
+    /// Always inlined: called out of line, it returned the report through memory as
+    /// separate 4-byte stores that the caller read back as one 8-byte load, which
+    /// stalls (no store forwarding).
+    #[inline(always)]
     fn end_input(
         &mut self,
         una_before: u32,
         max_ack: Option<(u32, u32)>,
-        mut report: InputReport,
+        tally: Tally,
     ) -> InputReport {
         if let Some((sn, ts)) = max_ack {
             self.sending
                 .hint_fast_retransmit(sn, ts, self.config.fastack_conserve);
         }
-        if diff(self.sending.una(), una_before) > 0 {
-            report.una_advanced = true;
+        let una_advanced = diff(self.sending.una(), una_before) > 0;
+        if una_advanced {
             self.grow_window();
         }
         if self.sending.unacked() == 0 {
             self.recent_ack.clear();
         }
-        report
+        InputReport {
+            data_segments: tally.data,
+            ack_segments: tally.acks,
+            una_advanced,
+        }
     }
 
     /// One segment of an input datagram; its payload is taken from `payload` only if
-    /// it is stored.
+    /// it is stored. Returns the command, for the datagram's [`Tally`].
     #[inline(always)]
     fn input_segment(
         &mut self,
         header: &Header,
         payload: impl Source,
-        report: &mut InputReport,
         max_ack: &mut Option<(u32, u32)>,
-    ) {
+    ) -> Cmd {
         if !header.cmd.is_plain_kcp() && header.cmd != Cmd::New {
-            return;
+            return header.cmd;
         }
         self.remote_window = u32::from(header.wnd);
         self.sending.ack_below(header.una);
         match header.cmd {
-            Cmd::Ack => {
-                report.ack_segments += 1;
-                self.on_ack(header, max_ack);
-            }
-            Cmd::Push | Cmd::New => {
-                report.data_segments += 1;
-                self.on_data(header, payload);
-            }
+            Cmd::Ack => self.on_ack(header, max_ack),
+            Cmd::Push | Cmd::New => self.on_data(header, payload),
             Cmd::Wask => self.probe |= ASK_TELL,
             _ => {}
         }
+        header.cmd
     }
 
     #[inline(always)]
@@ -1089,6 +1091,24 @@ impl Arq {
         if self.output.is_none() {
             self.output = output.filter(|out| out.is_empty());
         }
+    }
+}
+
+/// Data and ACK segments of one input datagram, counted in locals: built up in the
+/// [`InputReport`] itself, the counts went through memory, and the report's copy at the
+/// end read them back as one 8-byte load of two 4-byte stores, which stalls (no store
+/// forwarding): 5 % of the 1 KiB throughput row.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    data: u32,
+    acks: u32,
+}
+
+impl Tally {
+    #[inline(always)]
+    fn add(&mut self, cmd: Cmd) {
+        self.acks += u32::from(cmd == Cmd::Ack);
+        self.data += u32::from(matches!(cmd, Cmd::Push | Cmd::New));
     }
 }
 
