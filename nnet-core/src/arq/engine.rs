@@ -13,10 +13,10 @@ use super::payload::{LastPart, Part, Payload, Source, INLINE_MAX};
 use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, Message, ReceiveBuffer};
 use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
-use super::send_buf::SendBuffer;
+use super::send_buf::{InFlight, SendBuffer};
 use super::seq::diff;
 use super::stats::{count, ArqStats, HotCounts};
-use crate::wire::{Cmd, Datagram, Header, Token, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
+use crate::wire::{Cmd, Datagram, Header, Token, HEADER_LEN, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
 
 /// First wait before probing a zero remote window, ms.
 const PROBE_INITIAL_MS: u32 = 7_000;
@@ -285,7 +285,14 @@ impl Arq {
             self.extend_stream_tail(&message[..extend]);
         }
         if needed > 0 {
-            self.queue_fragments(message.slice(extend..), needed);
+            // The message's own handle when none of it went into the stream's tail (a
+            // slice of all of it would cost a reference count).
+            let rest = if extend == 0 {
+                message
+            } else {
+                message.slice(extend..)
+            };
+            self.queue_fragments(rest, needed);
         }
         self.stats.messages_in += 1;
         Ok(())
@@ -315,6 +322,10 @@ impl Arq {
     }
 
     fn queue_fragments(&mut self, data: Bytes, count: usize) {
+        if !self.config.stream {
+            self.sending.queue_message(data, count, self.mss as usize);
+            return;
+        }
         self.sending.reserve(count);
         for i in 0..count {
             let mss = self.mss as usize;
@@ -781,91 +792,114 @@ impl Arq {
 
     /// Sends every segment due: new ones, RTO expiries, fast retransmits.
     fn emit_data(&mut self, out: &mut Output, template: &Header) -> FlushOutcome {
-        let current = self.current;
+        let plan = self.data_plan(template);
+        let mut outcome = FlushOutcome::default();
+        let mut pieces_from = None;
+        for (sn, segment) in self.sending.iter_unacked_mut() {
+            if matches!(segment.data, Payload::Piece { .. }) {
+                // A fragment whose bytes are in a later slot: from here, the walk
+                // that can read other slots.
+                pieces_from = Some(sn);
+                break;
+            }
+            if !plan.due(segment, sn, &mut outcome, &mut self.stats) {
+                continue;
+            }
+            out.push_data(
+                plan.header(segment, sn),
+                plan.extra(),
+                &segment.data,
+                plan.mtu,
+            );
+            self.dead |= segment.xmit >= plan.dead_link;
+            count(
+                &mut self.counts.data_segments_out,
+                &mut self.stats.data_segments_out,
+                1,
+            );
+        }
+        if let Some(sn) = pieces_from {
+            self.emit_data_from(out, &plan, sn, &mut outcome);
+        }
+        outcome
+    }
+
+    /// [`emit_data`](Self::emit_data) from `first` on, by index: a
+    /// [`Payload::Piece`]'s bytes are read from its message's last fragment, a later
+    /// slot of the same buffer.
+    fn emit_data_from(
+        &mut self,
+        out: &mut Output,
+        plan: &DataPlan,
+        first: u32,
+        outcome: &mut FlushOutcome,
+    ) {
+        let una = self.sending.una();
+        for index in diff(first, una).max(0) as usize..self.sending.sent() {
+            let sn = una.wrapping_add(index as u32);
+            let Some(segment) = self.sending.slot_mut(index) else {
+                break;
+            };
+            if segment.acked || !plan.due(segment, sn, outcome, &mut self.stats) {
+                continue;
+            }
+            let header = plan.header(segment, sn);
+            self.dead |= segment.xmit >= plan.dead_link;
+            if let Payload::Piece { start, len } = segment.data {
+                let frg = segment.frg;
+                let bytes = self.sending.piece(index, frg, start, len);
+                out.push(header, plan.extra(), bytes, plan.mtu);
+            } else {
+                out.push_data(header, plan.extra(), &segment.data, plan.mtu);
+            }
+            count(
+                &mut self.counts.data_segments_out,
+                &mut self.stats.data_segments_out,
+                1,
+            );
+        }
+    }
+
+    /// What one flush's data segments are sent with: the time, the RTO rules and the
+    /// settings read for every segment, taken out of the shared settings once.
+    #[inline(always)]
+    fn data_plan(&self, template: &Header) -> DataPlan {
         let rx_rto = self.rtt.rto();
-        let fast_resend = match self.config.fast_resend {
-            0 => u32::MAX,
-            n => n,
-        };
-        let rto_margin = if self.config.nodelay == 0 {
-            rx_rto >> 3
-        } else {
-            0
-        };
-        let recent_ack = self.config.recent_ack.then_some(self.recent_ack);
-        // Settings read for every segment, taken out of the shared settings once.
-        let (mtu, nodelay, dead_link) =
-            (self.config.mtu, self.config.nodelay, self.config.dead_link);
-        let fast_limit = match self.config.fast_limit {
-            0 => u32::MAX,
-            n => n,
-        };
-        let reordering_margin = self.rtt.srtt() / 4;
         // A branch, not a select: the token's line is read only while announcing.
         let announced = if self.announcing {
             self.announced_bytes()
         } else {
             None
         };
-        let (cmd, extra) = match announced {
-            Some(bytes) => (Cmd::New, bytes),
-            None => (Cmd::Push, [0; NEW_EXTRA_LEN]),
-        };
-        let extra = if cmd == Cmd::New { &extra[..] } else { &[] };
-        let mut outcome = FlushOutcome::default();
-        for (sn, segment) in self.sending.iter_unacked_mut() {
-            if segment.xmit == 0 {
-                segment.rto = rx_rto;
-                segment.resend_at = current.wrapping_add(segment.rto + rto_margin);
-            } else if diff(current, segment.resend_at) >= 0 {
-                // The back-off of ikcp.c, capped at RTO_MAX_MS like TCP's: ikcp.c lets a
-                // segment's RTO grow without bound (and wrap), so after 10-20 timeouts a
-                // segment would wait hours. Below the cap the two agree.
-                let backoff = match nodelay {
-                    0 => segment.rto.max(rx_rto),
-                    1 => segment.rto / 2,
-                    _ => rx_rto / 2,
-                };
-                segment.rto = segment.rto.saturating_add(backoff).min(RTO_MAX_MS);
-                segment.resend_at = current.wrapping_add(segment.rto);
-                outcome.lost = true;
-                self.stats.timeout_retransmits += 1;
-            } else if segment.fastack >= fast_resend && segment.xmit <= fast_limit {
-                segment.fastack = 0;
-                segment.resend_at = current.wrapping_add(segment.rto);
-                outcome.fast_retransmits += 1;
-                self.stats.fast_retransmits += 1;
-            } else if recent_ack
-                .is_some_and(|r| r.is_lost(sn, segment.ts, current, reordering_margin))
-            {
-                segment.fastack = 0;
-                segment.resend_at = current.wrapping_add(segment.rto);
-                outcome.fast_retransmits += 1;
-                self.stats.recent_ack_retransmits += 1;
+        DataPlan {
+            current: self.current,
+            rx_rto,
+            rto_margin: if self.config.nodelay == 0 {
+                rx_rto >> 3
             } else {
-                continue;
-            }
-            segment.xmit += 1;
-            segment.ts = current;
-            let header = Header {
-                cmd,
-                frg: segment.frg,
-                ts: current,
-                sn,
-                len: segment.data.len() as u32,
-                ..*template
-            };
-            out.push_data(header.to_bytes(), extra, &segment.data, mtu);
-            count(
-                &mut self.counts.data_segments_out,
-                &mut self.stats.data_segments_out,
-                1,
-            );
-            if segment.xmit >= dead_link {
-                self.dead = true;
-            }
+                0
+            },
+            fast_resend: match self.config.fast_resend {
+                0 => u32::MAX,
+                n => n,
+            },
+            fast_limit: match self.config.fast_limit {
+                0 => u32::MAX,
+                n => n,
+            },
+            recent_ack: self.config.recent_ack.then_some(self.recent_ack),
+            reordering_margin: self.rtt.srtt() / 4,
+            mtu: self.config.mtu,
+            nodelay: self.config.nodelay,
+            dead_link: self.config.dead_link,
+            cmd: if announced.is_some() {
+                Cmd::New
+            } else {
+                Cmd::Push
+            },
+            extra: announced.unwrap_or([0; NEW_EXTRA_LEN]),
+            template: *template,
         }
-        outcome
     }
 
     /// Congestion response to the flush's retransmissions (end of `ikcp_flush`).
@@ -1109,6 +1143,100 @@ impl Tally {
     fn add(&mut self, cmd: Cmd) {
         self.acks += u32::from(cmd == Cmd::Ack);
         self.data += u32::from(matches!(cmd, Cmd::Push | Cmd::New));
+    }
+}
+
+/// The constants of one flush's data segments ([`Arq::data_plan`]).
+struct DataPlan {
+    current: u32,
+    rx_rto: u32,
+    rto_margin: u32,
+    fast_resend: u32,
+    fast_limit: u32,
+    recent_ack: Option<RecentAck>,
+    reordering_margin: u32,
+    mtu: usize,
+    nodelay: u8,
+    dead_link: u32,
+    cmd: Cmd,
+    /// NEW's path block and token (used only for NEW).
+    extra: [u8; NEW_EXTRA_LEN],
+    template: Header,
+}
+
+impl DataPlan {
+    /// Whether `segment` (sequence number `sn`) goes out in this flush: first sent,
+    /// its RTO expired, or found lost by fast retransmit or the recent-ACK rule (the
+    /// one `ikcp_flush` walk). If so, its timers and counters are updated for the
+    /// transmission.
+    #[inline(always)]
+    fn due(
+        &self,
+        segment: &mut InFlight,
+        sn: u32,
+        outcome: &mut FlushOutcome,
+        stats: &mut ArqStats,
+    ) -> bool {
+        let current = self.current;
+        if segment.xmit == 0 {
+            segment.rto = self.rx_rto;
+            segment.resend_at = current.wrapping_add(segment.rto + self.rto_margin);
+        } else if diff(current, segment.resend_at) >= 0 {
+            // The back-off of ikcp.c, capped at RTO_MAX_MS like TCP's: ikcp.c lets a
+            // segment's RTO grow without bound (and wrap), so after 10-20 timeouts a
+            // segment would wait hours. Below the cap the two agree.
+            let backoff = match self.nodelay {
+                0 => segment.rto.max(self.rx_rto),
+                1 => segment.rto / 2,
+                _ => self.rx_rto / 2,
+            };
+            segment.rto = segment.rto.saturating_add(backoff).min(RTO_MAX_MS);
+            segment.resend_at = current.wrapping_add(segment.rto);
+            outcome.lost = true;
+            stats.timeout_retransmits += 1;
+        } else if segment.fastack >= self.fast_resend && segment.xmit <= self.fast_limit {
+            segment.fastack = 0;
+            segment.resend_at = current.wrapping_add(segment.rto);
+            outcome.fast_retransmits += 1;
+            stats.fast_retransmits += 1;
+        } else if self
+            .recent_ack
+            .is_some_and(|r| r.is_lost(sn, segment.ts, current, self.reordering_margin))
+        {
+            segment.fastack = 0;
+            segment.resend_at = current.wrapping_add(segment.rto);
+            outcome.fast_retransmits += 1;
+            stats.recent_ack_retransmits += 1;
+        } else {
+            return false;
+        }
+        segment.xmit += 1;
+        segment.ts = current;
+        true
+    }
+
+    /// The header `segment` (sequence number `sn`) goes out with.
+    #[inline(always)]
+    fn header(&self, segment: &InFlight, sn: u32) -> [u8; HEADER_LEN] {
+        Header {
+            cmd: self.cmd,
+            frg: segment.frg,
+            ts: self.current,
+            sn,
+            len: segment.data.len() as u32,
+            ..self.template
+        }
+        .to_bytes()
+    }
+
+    /// What follows each header: NEW's path block and token, or nothing.
+    #[inline(always)]
+    fn extra(&self) -> &[u8] {
+        if self.cmd == Cmd::New {
+            &self.extra
+        } else {
+            &[]
+        }
     }
 }
 

@@ -29,6 +29,15 @@ pub(crate) enum Payload {
     Inline { len: u8, bytes: [u8; INLINE_MAX] },
     /// A shared handle: a slice of the application's message or of a received datagram.
     Shared(Bytes),
+    /// Send side, the last fragment of a message: the whole message, whose bytes from
+    /// `start` are this fragment's. The message's other fragments are
+    /// [`Piece`](Payload::Piece)s of it, so a message of `n` fragments costs one
+    /// reference count, not `n`.
+    Tail { message: Bytes, start: u32 },
+    /// Send side, a fragment before the last: bytes `start..start + len` of the message
+    /// its last fragment holds (the [`Tail`](Payload::Tail) `frg` places later in the
+    /// send buffer, which resolves them: [`as_slice`](Payload::as_slice) has none).
+    Piece { start: u32, len: u32 },
 }
 
 impl Payload {
@@ -104,24 +113,51 @@ impl Payload {
         }
     }
 
-    /// The payload's bytes.
+    /// The payload's bytes (none for a [`Piece`](Payload::Piece): they are in its
+    /// message's tail).
     #[inline(always)]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
-            Payload::Vacant => &[],
+            Payload::Vacant | Payload::Piece { .. } => &[],
             Payload::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Payload::Shared(data) => data,
+            Payload::Tail { message, start } => tail_of(message, *start),
+        }
+    }
+
+    /// Bytes in the payload, a [`Piece`](Payload::Piece)'s included.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Payload::Piece { len, .. } => *len as usize,
+            other => other.as_slice().len(),
         }
     }
 
     /// Takes the payload out as a [`Bytes`], leaving it empty: a shared handle as it
-    /// is, an inline payload copied into a new allocation.
+    /// is, an inline payload copied into a new allocation. A
+    /// [`Piece`](Payload::Piece) gives nothing (see [`as_slice`](Self::as_slice)).
     pub(crate) fn take_bytes(&mut self) -> Bytes {
         match std::mem::take(self) {
-            Payload::Vacant => Bytes::new(),
+            Payload::Vacant | Payload::Piece { .. } => Bytes::new(),
             Payload::Inline { len, bytes } => Bytes::copy_from_slice(&bytes[..usize::from(len)]),
             Payload::Shared(data) => data,
+            Payload::Tail { message, start } => {
+                message.slice((start as usize).min(message.len())..)
+            }
         }
+    }
+
+    /// Bytes `start..start + len` of the message this [`Tail`](Payload::Tail) holds
+    /// (for one of its [`Piece`](Payload::Piece)s); nothing for another kind of
+    /// payload or out-of-range bounds.
+    #[inline]
+    pub(crate) fn piece(&self, start: u32, len: u32) -> &[u8] {
+        let Payload::Tail { message, .. } = self else {
+            return &[];
+        };
+        let start = start as usize;
+        message.get(start..start + len as usize).unwrap_or_default()
     }
 }
 
@@ -169,6 +205,12 @@ impl Source for Payload {
     }
 }
 
+/// Bytes of `message` from `start` (none if `start` is past its end).
+#[inline(always)]
+fn tail_of(message: &Bytes, start: u32) -> &[u8] {
+    message.get(start as usize..).unwrap_or_default()
+}
+
 impl Deref for Payload {
     type Target = [u8];
 
@@ -190,6 +232,10 @@ impl fmt::Debug for Payload {
             Payload::Vacant => "Vacant",
             Payload::Inline { .. } => "Inline",
             Payload::Shared(_) => "Shared",
+            Payload::Tail { .. } => "Tail",
+            Payload::Piece { start, len } => {
+                return write!(f, "Piece({start}..{})", start + len);
+            }
         };
         f.debug_tuple(kind).field(&self.as_slice()).finish()
     }

@@ -81,7 +81,7 @@ impl SendBuffer {
 
     /// Slots in flight, acknowledged ones in the middle included.
     #[inline]
-    fn sent(&self) -> usize {
+    pub(crate) fn sent(&self) -> usize {
         self.next_sn.wrapping_sub(self.una) as usize
     }
 
@@ -147,6 +147,41 @@ impl SendBuffer {
         if let Some(queued) = self.slots.back_mut() {
             queued.data.skip(start);
         }
+    }
+
+    /// Queues a message of `count` fragments of `mss` bytes (the last one shorter),
+    /// numbered `count - 1` down to 0. The last fragment holds the message's handle
+    /// ([`Payload::Tail`]); the others only name their bytes in it
+    /// ([`Payload::Piece`]): no reference count per fragment. `count` must be what
+    /// `mss` gives for the message (1 to 255).
+    pub(crate) fn queue_message(&mut self, message: Bytes, count: usize, mss: usize) {
+        self.slots.reserve(count);
+        for i in 0..count.saturating_sub(1) {
+            let piece = Payload::Piece {
+                start: (i * mss) as u32,
+                len: mss as u32,
+            };
+            self.slots
+                .push_back(InFlight::new((count - i - 1) as u8, piece));
+        }
+        let start = (count.saturating_sub(1) * mss) as u32;
+        self.slots
+            .push_back(InFlight::new(0, Payload::Tail { message, start }));
+    }
+
+    /// Segment `index` (counted from `una`), for the flush.
+    #[inline]
+    pub(crate) fn slot_mut(&mut self, index: usize) -> Option<&mut InFlight> {
+        self.slots.get_mut(index)
+    }
+
+    /// The bytes of segment `index` (counted from `una`) when its payload is a
+    /// [`Payload::Piece`]: found in its message's last fragment, `frg` places later.
+    #[inline]
+    pub(crate) fn piece(&self, index: usize, frg: u8, start: u32, len: u32) -> &[u8] {
+        self.slots
+            .get(index + usize::from(frg))
+            .map_or(&[], |tail| tail.data.piece(start, len))
     }
 
     /// Room for `count` more queued segments.
@@ -217,7 +252,11 @@ impl SendBuffer {
         match self.slots.get_mut(offset as usize) {
             Some(segment) if !segment.acked => {
                 segment.acked = true;
-                segment.data = Payload::Vacant;
+                // A message's last fragment holds its bytes until the fragments before
+                // it are gone too (they leave the front first).
+                if !matches!(segment.data, Payload::Tail { .. }) {
+                    segment.data = Payload::Vacant;
+                }
                 self.unacked -= 1;
                 true
             }
@@ -276,6 +315,28 @@ impl SendBuffer {
     /// Takes every unacknowledged segment, in flight or queued, back to the queue as
     /// if never sent, numbered again from `una`.
     pub(crate) fn requeue_all(&mut self) {
+        // Acknowledged tails go, so every piece takes its own slice of its message
+        // first.
+        for index in 0..self.slots.len() {
+            let Some(&InFlight {
+                frg,
+                data: Payload::Piece { start, len },
+                ..
+            }) = self.slots.get(index)
+            else {
+                continue;
+            };
+            let own = match self.slots.get(index + usize::from(frg)).map(|t| &t.data) {
+                Some(Payload::Tail { message, .. }) => {
+                    let start = (start as usize).min(message.len());
+                    message.slice(start..(start + len as usize).min(message.len()))
+                }
+                _ => Bytes::new(),
+            };
+            if let Some(slot) = self.slots.get_mut(index) {
+                slot.data = Payload::Shared(own);
+            }
+        }
         self.slots.retain(|s| !s.acked);
         for segment in &mut self.slots {
             *segment = InFlight::new(segment.frg, std::mem::take(&mut segment.data));
@@ -386,5 +447,52 @@ mod tests {
             .map(|(_, s)| s.data.to_vec())
             .collect();
         assert_eq!(data, vec![b"x", b"x", b"y"]);
+    }
+
+    /// The bytes segment `index` would be sent with.
+    fn bytes_at(buf: &SendBuffer, index: usize) -> Vec<u8> {
+        let segment = &buf.slots[index];
+        match segment.data {
+            Payload::Piece { start, len } => buf.piece(index, segment.frg, start, len).to_vec(),
+            ref other => other.as_slice().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_message_is_held_once_by_its_last_fragment() {
+        let message = Bytes::from((0..250u8).collect::<Vec<u8>>());
+        let mut buf = SendBuffer::default();
+        buf.queue_message(message.clone(), 3, 100);
+        buf.admit(3);
+        let frgs: Vec<u8> = buf.slots.iter().map(|s| s.frg).collect();
+        assert_eq!(frgs, vec![2, 1, 0]);
+        assert!(matches!(buf.slots[0].data, Payload::Piece { .. }));
+        assert!(matches!(buf.slots[2].data, Payload::Tail { .. }));
+        for (index, range) in [(0, 0..100), (1, 100..200), (2, 200..250)] {
+            assert_eq!(bytes_at(&buf, index), &message[range]);
+        }
+        assert_eq!(buf.unacked_bytes(), 250);
+        // The last fragment acknowledged first: it keeps the message for the others.
+        assert!(buf.ack(2));
+        assert_eq!(bytes_at(&buf, 0), &message[..100]);
+        assert_eq!(bytes_at(&buf, 1), &message[100..200]);
+        buf.ack_below(2);
+        assert!(
+            buf.is_empty(),
+            "the acknowledged tail leaves with the front"
+        );
+    }
+
+    #[test]
+    fn requeued_pieces_keep_their_bytes_when_the_tail_goes() {
+        let message = Bytes::from((0..250u8).collect::<Vec<u8>>());
+        let mut buf = SendBuffer::default();
+        buf.queue_message(message.clone(), 3, 100);
+        buf.admit(3);
+        assert!(buf.ack(2));
+        buf.requeue_all();
+        assert_eq!((buf.unacked(), buf.queued()), (0, 2));
+        assert_eq!(bytes_at(&buf, 0), &message[..100]);
+        assert_eq!(bytes_at(&buf, 1), &message[100..200]);
     }
 }
