@@ -68,7 +68,7 @@ struct Congestion {
 /// [`poll_output`](Self::poll_output) returns. Time is a wrapping `u32` of
 /// milliseconds from any origin, the same for every call.
 ///
-/// Memory: about 410 bytes while idle, plus its settings (about 70 bytes, shared by
+/// Memory: about 430 bytes while idle, plus its settings (about 70 bytes, shared by
 /// the engines made with [`new_shared`](Self::new_shared)); buffers grow with data in
 /// flight and are given back by [`release_idle_buffers`](Self::release_idle_buffers).
 ///
