@@ -89,10 +89,7 @@ fn real_ip_comes_from_a_trusted_gateway_only() {
         let mut net = Net::new(config);
         let c = net.connect("198.51.100.7:4444", GATEWAY, client_config(2));
         assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
-        let conn = net
-            .server
-            .find(net.clients[c].conn.conv())
-            .expect("session");
+        let conn = net.session_of(c).expect("session");
         let upstream: SocketAddr = "10.0.0.9:20000".parse().expect("addr");
         assert_eq!(net.server.remote(conn), Some(upstream));
         let expected = if trusted {
@@ -255,10 +252,7 @@ fn kick_makes_the_client_answer_fin_and_the_server_free_it_at_once() {
     let mut net = Net::new(server_config());
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(7));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
-    let conn = net
-        .server
-        .find(net.clients[c].conn.conv())
-        .expect("session");
+    let conn = net.session_of(c).expect("session");
     net.server.send(conn, msg("before the kick")).expect("send");
     net.run(Duration::from_millis(100));
     let kicked_at = net.now;
@@ -285,10 +279,7 @@ fn kick_without_an_answer_frees_after_the_last_repeat() {
     let mut net = Net::new(server_config());
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(8));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
-    let conn = net
-        .server
-        .find(net.clients[c].conn.conv())
-        .expect("session");
+    let conn = net.session_of(c).expect("session");
     net.clients[c].cut = true;
     net.server.kick(conn, 1, net.now).expect("kick");
     assert!(net.run_until(Duration::from_secs(10), |n| !n.server_closes().is_empty()));
@@ -308,10 +299,7 @@ fn session_counters_include_the_kicks_sent() {
     let mut net = Net::new(server_config());
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(8));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
-    let conn = net
-        .server
-        .find(net.clients[c].conn.conv())
-        .expect("session");
+    let conn = net.session_of(c).expect("session");
     net.clients[c].cut = true;
     net.server.kick(conn, 1, net.now).expect("kick");
     net.run(Duration::from_millis(500));
@@ -369,10 +357,7 @@ fn server_close_is_seen_by_the_client() {
     let mut net = Net::new(server_config());
     let c = net.connect("192.0.2.10:5000", SERVER, client_config(10));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
-    let conn = net
-        .server
-        .find(net.clients[c].conn.conv())
-        .expect("session");
+    let conn = net.session_of(c).expect("session");
     net.server.send(conn, msg("bye")).expect("send");
     net.server.close(conn, net.now).expect("close");
     assert!(net.run_until(Duration::from_secs(5), |n| !n.client_closes(c).is_empty()));
@@ -422,10 +407,7 @@ fn restarted_server_resets_a_receiving_client_on_its_next_ack() {
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, c)));
     // The old server's last data reaches the client after the restart; the client's
     // ACK for it is what tells it.
-    let conn = net
-        .server
-        .find(net.clients[c].conn.conv())
-        .expect("session");
+    let conn = net.session_of(c).expect("session");
     net.server.send(conn, msg("last words")).expect("send");
     net.run(Duration::from_millis(15));
     net.restart_server(server_config());

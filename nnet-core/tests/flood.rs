@@ -302,7 +302,7 @@ fn a_forged_flood_stays_within_every_limit_and_legitimate_clients_get_through() 
         client_config(1, session_config()),
     );
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, a)));
-    let a_conn = net.server.find(net.clients[a].conn.conv()).expect("A");
+    let a_conn = net.session_of(a).expect("A");
     let flood_start = net.now;
     let mut b = None;
     let (peaks, sent) = run_flood(&mut net, 7, |net, ms| match ms {
@@ -422,7 +422,7 @@ fn after_a_flood_every_forged_session_expires_with_a_handshake_timeout() {
         client_config(3, session_config()),
     );
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, a)));
-    let a_conn = net.server.find(net.clients[a].conn.conv()).expect("A");
+    let a_conn = net.session_of(a).expect("A");
     run_flood(&mut net, 11, |_, _| {});
     assert!(
         net.server.unconfirmed() > 0,
@@ -433,7 +433,7 @@ fn after_a_flood_every_forged_session_expires_with_a_handshake_timeout() {
 
     assert_eq!(net.server.unconfirmed(), 0);
     assert_eq!(net.server.len(), 1, "only A is left");
-    assert_eq!(net.server.find(net.clients[a].conn.conv()), Some(a_conn));
+    assert_eq!(net.session_of(a), Some(a_conn));
     let closes = closes_by_conn(&net);
     let accepted = accepted(&net);
     assert!(
@@ -493,7 +493,7 @@ fn sources_that_confirm_their_sessions_are_capped_by_max_sessions() {
     let mut net = Net::new(config.clone());
     let a = net.connect("192.0.2.10:5000", SERVER, client_config(4, session.clone()));
     assert!(net.run_until(Duration::from_secs(2), |n| connected(n, a)));
-    let a_conn = net.server.find(net.clients[a].conn.conv()).expect("A");
+    let a_conn = net.session_of(a).expect("A");
     let mut rng = SmallRng::seed_from_u64(5);
     let bots: Vec<SocketAddr> = (0..SOURCES).map(|n| forged_source(&mut rng, n)).collect();
     let mut peaks = Peaks::default();

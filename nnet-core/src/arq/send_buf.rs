@@ -458,12 +458,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_message_is_held_once_by_its_last_fragment() {
+    /// A message of 250 bytes in flight as 3 fragments of at most 100, and the buffer.
+    fn in_flight_message() -> (Bytes, SendBuffer) {
         let message = Bytes::from((0..250u8).collect::<Vec<u8>>());
         let mut buf = SendBuffer::default();
         buf.queue_message(message.clone(), 3, 100);
         buf.admit(3);
+        (message, buf)
+    }
+
+    #[test]
+    fn a_message_is_held_once_by_its_last_fragment() {
+        let (message, mut buf) = in_flight_message();
         let frgs: Vec<u8> = buf.slots.iter().map(|s| s.frg).collect();
         assert_eq!(frgs, vec![2, 1, 0]);
         assert!(matches!(buf.slots[0].data, Payload::Piece { .. }));
@@ -485,10 +491,7 @@ mod tests {
 
     #[test]
     fn requeued_pieces_keep_their_bytes_when_the_tail_goes() {
-        let message = Bytes::from((0..250u8).collect::<Vec<u8>>());
-        let mut buf = SendBuffer::default();
-        buf.queue_message(message.clone(), 3, 100);
-        buf.admit(3);
+        let (message, mut buf) = in_flight_message();
         assert!(buf.ack(2));
         buf.requeue_all();
         assert_eq!((buf.unacked(), buf.queued()), (0, 2));

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use nnet_core::client::Connection;
 use nnet_core::config::{ClientConfig, EndpointConfig};
 use nnet_core::endpoint::Endpoint;
-use nnet_core::event::{ClientEvent, ServerEvent};
+use nnet_core::event::{ClientEvent, ConnId, ServerEvent};
 use nnet_core::gateway::fill_path_block;
 use nnet_core::line::Line;
 use nnet_core::wire::{Cmd, Header, PathBlock};
@@ -266,6 +266,13 @@ impl Net {
                 _ => None,
             })
             .collect()
+    }
+}
+
+impl Net {
+    /// The server's session of client `index`, if it has one (found by its conv).
+    pub fn session_of(&self, client: usize) -> Option<ConnId> {
+        self.server.find(self.clients[client].conn.conv())
     }
 }
 
