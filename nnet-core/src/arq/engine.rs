@@ -15,8 +15,20 @@ use super::recv_buf::{Arrival, Message, ReceiveBuffer};
 use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
 use super::send_buf::{InFlight, SendBuffer};
 use super::seq::diff;
-use super::stats::{count, ArqStats, HotCounts};
+use super::stats::{ArqStats, HotCounts};
 use crate::wire::{Cmd, Datagram, Header, Token, HEADER_LEN, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
+
+/// Adds `n` (1 if left out) to the per-datagram counter `field` of the engine `arq`: to
+/// its 32-bit low part among the hot fields, carrying into its total with the rare
+/// counters ([`HotCounts`]). One name for both parts, so they cannot be mixed up.
+macro_rules! count_hot {
+    ($arq:expr, $field:ident) => {
+        count_hot!($arq, $field, 1)
+    };
+    ($arq:expr, $field:ident, $n:expr) => {
+        super::stats::count(&mut $arq.counts.$field, &mut $arq.stats.$field, $n)
+    };
+}
 
 /// First wait before probing a zero remote window, ms.
 const PROBE_INITIAL_MS: u32 = 7_000;
@@ -397,11 +409,7 @@ impl Arq {
                 self.probe |= ASK_TELL;
             }
             if taken.is_some() {
-                count(
-                    &mut self.counts.messages_out,
-                    &mut self.stats.messages_out,
-                    1,
-                );
+                count_hot!(self, messages_out);
                 return taken;
             }
         }
@@ -501,11 +509,7 @@ impl Arq {
             });
         }
         self.current = now_ms;
-        count(
-            &mut self.counts.datagrams_in,
-            &mut self.stats.datagrams_in,
-            1,
-        );
+        count_hot!(self, datagrams_in);
         Ok(())
     }
 
@@ -565,7 +569,7 @@ impl Arq {
 
     #[inline(always)]
     fn on_ack(&mut self, header: &Header, max_ack: &mut Option<(u32, u32)>) {
-        count(&mut self.counts.acks_in, &mut self.stats.acks_in, 1);
+        count_hot!(self, acks_in);
         let rtt = diff(self.current, header.ts);
         if rtt >= 0 {
             self.rtt.on_sample(
@@ -594,11 +598,7 @@ impl Arq {
     /// A data segment; its payload is taken from `payload` only if it is stored.
     #[inline]
     fn on_data(&mut self, header: &Header, payload: impl Source) {
-        count(
-            &mut self.counts.data_segments_in,
-            &mut self.stats.data_segments_in,
-            1,
-        );
+        count_hot!(self, data_segments_in);
         if !self.received.below_window_end(header.sn) {
             self.stats.out_of_window_segments_in += 1;
             return;
@@ -738,7 +738,7 @@ impl Arq {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
             out.push(raw, &[], &[], mtu);
-            count(&mut self.counts.acks_out, &mut self.stats.acks_out, 1);
+            count_hot!(self, acks_out);
             last = (sn, ts);
         }
         self.acks.clear();
@@ -812,11 +812,7 @@ impl Arq {
                 plan.mtu,
             );
             self.dead |= segment.xmit >= plan.dead_link;
-            count(
-                &mut self.counts.data_segments_out,
-                &mut self.stats.data_segments_out,
-                1,
-            );
+            count_hot!(self, data_segments_out);
         }
         if let Some(sn) = pieces_from {
             self.emit_data_from(out, &plan, sn, &mut outcome);
@@ -852,11 +848,7 @@ impl Arq {
             } else {
                 out.push_data(header, plan.extra(), &segment.data, plan.mtu);
             }
-            count(
-                &mut self.counts.data_segments_out,
-                &mut self.stats.data_segments_out,
-                1,
-            );
+            count_hot!(self, data_segments_out);
         }
     }
 
@@ -902,6 +894,18 @@ impl Arq {
         }
     }
 
+    /// The 28 bytes after a NEW header (an empty path block, then the token), if a
+    /// token is announced. Out of line, so that the compiler does not read the token
+    /// (a cold field) for every flush.
+    #[cold]
+    #[inline(never)]
+    fn announced_bytes(&self) -> Option<[u8; NEW_EXTRA_LEN]> {
+        let token = self.announce?;
+        let mut bytes = [0; NEW_EXTRA_LEN];
+        bytes[PATH_BLOCK_LEN..].copy_from_slice(&token);
+        Some(bytes)
+    }
+
     /// Congestion response to the flush's retransmissions (end of `ikcp_flush`).
     ///
     /// Reads `mss` (a cold field) only when the window changes.
@@ -928,16 +932,8 @@ impl Arq {
     #[inline]
     pub fn poll_output(&mut self) -> Option<Bytes> {
         let datagram = self.output.as_mut()?.pop()?;
-        count(
-            &mut self.counts.datagrams_out,
-            &mut self.stats.datagrams_out,
-            1,
-        );
-        count(
-            &mut self.counts.bytes_out,
-            &mut self.stats.bytes_out,
-            datagram.len() as u32,
-        );
+        count_hot!(self, datagrams_out);
+        count_hot!(self, bytes_out, datagram.len() as u32);
         Some(datagram)
     }
 
@@ -1245,18 +1241,4 @@ impl DataPlan {
 struct FlushOutcome {
     fast_retransmits: u32,
     lost: bool,
-}
-
-impl Arq {
-    /// The 28 bytes after a NEW header (an empty path block, then the token), if a
-    /// token is announced. Out of line, so that the compiler does not read the token
-    /// (a cold field) for every flush.
-    #[cold]
-    #[inline(never)]
-    fn announced_bytes(&self) -> Option<[u8; NEW_EXTRA_LEN]> {
-        let token = self.announce?;
-        let mut bytes = [0; NEW_EXTRA_LEN];
-        bytes[PATH_BLOCK_LEN..].copy_from_slice(&token);
-        Some(bytes)
-    }
 }
