@@ -430,7 +430,9 @@ impl Arq {
         // Segments of one size (ACKs, a bulk sender's same-size messages): they start
         // every `stride` bytes, checked without a walk.
         if let Some((first, stride, count)) = Datagram::check_uniform(&datagram) {
-            return self.input_at(now_ms, datagram, first.conv, count, |i| Some(i * stride));
+            let offset = |i| Some(i * stride);
+            let intake = self.input_but_last(now_ms, &datagram, first.conv, count, offset)?;
+            return Ok(self.input_last(datagram, intake));
         }
         let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
         let (first, count, recorded) = match Datagram::check_recording(&datagram, &mut offsets) {
@@ -444,40 +446,60 @@ impl Arq {
             return self.input(now_ms, &Datagram::checked(datagram, first, count));
         }
         let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
-        self.input_at(now_ms, datagram, first.conv, count, offset)
+        let intake = self.input_but_last(now_ms, &datagram, first.conv, count, offset)?;
+        Ok(self.input_last(datagram, intake))
     }
 
-    /// Takes in the `count` segments of a checked `datagram` of `conv`, segment `i`
-    /// starting at `offset(i)`; the last one's payload is the datagram's own handle.
+    /// Takes in all but the last of the `count` segments of a checked `datagram` of
+    /// `conv`, segment `i` starting at `offset(i)`, and finds the last one.
+    ///
+    /// The datagram is borrowed here and moved only for its last segment, in
+    /// [`input_last`](Self::input_last): moved at the start, its handle was copied
+    /// before the caller's stores of it completed, a stall (store forwarding fails) of
+    /// 4 % of the 1 KiB throughput row.
     #[inline(always)]
-    fn input_at(
+    fn input_but_last(
         &mut self,
         now_ms: u32,
-        datagram: Bytes,
+        datagram: &Bytes,
         conv: u32,
         count: usize,
         offset: impl Fn(usize) -> Option<usize>,
-    ) -> Result<InputReport, InputError> {
+    ) -> Result<Intake, InputError> {
         self.begin_input(now_ms, conv)?;
-        let una_before = self.sending.una();
-        let mut tally = Tally::default();
-        let mut max_ack: Option<(u32, u32)> = None;
+        let mut intake = Intake {
+            una_before: self.sending.una(),
+            tally: Tally::default(),
+            max_ack: None,
+            last: None,
+        };
         let Some(last) = count.checked_sub(1) else {
-            return Ok(self.end_input(una_before, max_ack, tally));
+            return Ok(intake);
         };
         for i in 0..last {
-            if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(&datagram, o)) {
-                let (datagram, len) = (&datagram, header.len as usize);
+            if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(datagram, o)) {
+                let len = header.len as usize;
                 let payload = Part { datagram, at, len };
-                tally.add(self.input_segment(&header, payload, &mut max_ack));
+                intake
+                    .tally
+                    .add(self.input_segment(&header, payload, &mut intake.max_ack));
             }
         }
-        if let Some((header, at)) = offset(last).and_then(|o| Datagram::header_in(&datagram, o)) {
+        intake.last = offset(last).and_then(|o| Datagram::header_in(datagram, o));
+        Ok(intake)
+    }
+
+    /// Takes in the last segment of an `intake`, whose payload is the datagram's own
+    /// handle, and ends it.
+    #[inline(always)]
+    fn input_last(&mut self, datagram: Bytes, mut intake: Intake) -> InputReport {
+        if let Some((header, at)) = intake.last {
             let len = header.len as usize;
             let payload = LastPart { datagram, at, len };
-            tally.add(self.input_segment(&header, payload, &mut max_ack));
+            let cmd = self.input_segment(&header, payload, &mut intake.max_ack);
+            intake.tally.add(cmd);
         }
-        Ok(self.end_input(una_before, max_ack, tally))
+        self.end_input(intake.una_before, intake.max_ack, intake.tally)
     }
 
     /// Takes in one received datagram, already parsed (so it is valid as a whole).
@@ -1140,6 +1162,15 @@ impl Tally {
         self.acks += u32::from(cmd == Cmd::Ack);
         self.data += u32::from(matches!(cmd, Cmd::Push | Cmd::New));
     }
+}
+
+/// A datagram taken in up to its last segment ([`Arq::input_but_last`]).
+struct Intake {
+    una_before: u32,
+    tally: Tally,
+    max_ack: Option<(u32, u32)>,
+    /// The last segment's header and where its payload starts.
+    last: Option<(Header, usize)>,
 }
 
 /// The constants of one flush's data segments ([`Arq::data_plan`]).
