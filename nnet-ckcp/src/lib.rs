@@ -3,7 +3,8 @@
 //! Test and benchmark support for nnet: the reference C KCP (`ikcp.c`, compiled by the
 //! `kcp-io` crate with `cc`) behind a small safe API that works in memory. Output
 //! datagrams are collected in a queue instead of being handed to a socket, so a test or
-//! benchmark can move them wherever it wants, at whatever virtual time it wants.
+//! benchmark can move them wherever it wants, at whatever virtual time it wants; or,
+//! with `CKcp::update_with`, handed to a closure as `ikcp.c` writes them (no copy).
 //!
 //! This crate is not part of nnet's runtime; it exists so that interop tests, lock-step
 //! comparisons and benchmarks all talk to the C engine through one wrapper.
@@ -84,13 +85,29 @@ impl std::fmt::Display for CKcpError {
 impl std::error::Error for CKcpError {}
 
 /// Where the C output callback writes: every datagram back to back in one buffer, so
-/// collecting output costs no allocation once the buffer has grown.
-#[derive(Default)]
+/// collecting output costs no allocation once the buffer has grown; or, during
+/// [`CKcp::update_with`], straight to that call's sink.
 struct OutputQueue {
     bytes: Vec<u8>,
     /// (start, len) of each datagram in `bytes`, oldest first.
     datagrams: VecDeque<(usize, usize)>,
+    /// During [`CKcp::update_with`]: its sink, a `*mut &mut dyn FnMut(&[u8])` to a
+    /// reference on that call's stack. Null otherwise.
+    sink: *mut c_void,
 }
+
+impl Default for OutputQueue {
+    fn default() -> Self {
+        OutputQueue {
+            bytes: Vec::new(),
+            datagrams: VecDeque::new(),
+            sink: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// The sink type [`OutputQueue::sink`] points to.
+type Sink<'a> = &'a mut dyn FnMut(&[u8]);
 
 impl OutputQueue {
     fn push(&mut self, datagram: &[u8]) {
@@ -113,7 +130,13 @@ unsafe extern "C" fn collect_output(
     unsafe {
         let queue = &mut *(user as *mut OutputQueue);
         let datagram = std::slice::from_raw_parts(buf as *const u8, len.max(0) as usize);
-        queue.push(datagram);
+        if queue.sink.is_null() {
+            queue.push(datagram);
+        } else {
+            // `update_with` set it to its sink, which lives until it resets it to null.
+            let sink = &mut *(queue.sink as *mut Sink<'_>);
+            sink(datagram);
+        }
     }
     0
 }
@@ -223,6 +246,19 @@ impl CKcp {
     pub fn update(&mut self, now_ms: u32) {
         // SAFETY: live control block; output goes to our callback.
         unsafe { sys::ikcp_update(self.kcp.as_ptr(), now_ms) }
+    }
+
+    /// [`update`](Self::update), handing each output datagram to `sink` as `ikcp.c`
+    /// writes it, in its own reused buffer, instead of collecting it: what an
+    /// application whose output callback calls `sendto` does. This is the C engine's
+    /// cheapest way out (no copy); the benchmarks use it.
+    pub fn update_with(&mut self, now_ms: u32, mut sink: impl FnMut(&[u8])) {
+        let mut sink: Sink<'_> = &mut sink;
+        self.output.sink = (&mut sink as *mut Sink<'_>).cast();
+        // SAFETY: live control block; the callback calls `sink` through the pointer
+        // just set, which stays valid until it is reset below, after ikcp_update.
+        unsafe { sys::ikcp_update(self.kcp.as_ptr(), now_ms) }
+        self.output.sink = std::ptr::null_mut();
     }
 
     /// Flushes now, at the clock of the last `update` (`ikcp_flush`).
@@ -338,6 +374,28 @@ mod tests {
         let mut a = CKcp::new(1, &CKcpConfig::default()).unwrap();
         assert_eq!(a.send(&vec![0; 1376 * 128]), Err(CKcpError(-2)));
         assert!(a.send(&vec![0; 1376 * 127]).is_ok());
+    }
+
+    #[test]
+    fn update_with_hands_datagrams_to_the_sink_instead_of_collecting_them() {
+        let mut a = CKcp::new(9, &CKcpConfig::fast()).unwrap();
+        let mut b = CKcp::new(9, &CKcpConfig::fast()).unwrap();
+        let message = vec![5u8; 3000];
+        a.send(&message).unwrap();
+        let mut datagrams = 0;
+        a.update_with(0, |datagram| {
+            datagrams += 1;
+            b.input(datagram).expect("valid KCP datagram");
+        });
+        assert_eq!(datagrams, 3, "3000 bytes at MTU 1400");
+        assert_eq!(a.poll_output(), None, "nothing collected");
+        assert_eq!(b.recv(), Some(message));
+        a.send(b"later").unwrap();
+        a.update(100);
+        assert!(
+            a.poll_output().is_some(),
+            "collected again after update_with"
+        );
     }
 
     #[test]

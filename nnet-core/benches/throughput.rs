@@ -15,9 +15,10 @@
 //! 5. advance the clock by 10 ms.
 //!
 //! Each engine moves datagrams through its natural API: nnet hands its `Bytes` datagrams
-//! over without a copy and gives received messages out as `Bytes`; the C engine and the
-//! `kcp` crate pass slices of a reused output buffer and copy received messages into a
-//! reused buffer.
+//! over without a copy and lends received messages; the C engine's output callback hands
+//! each datagram to the receiver as `ikcp.c` writes it (no copy: what a callback calling
+//! `sendto` does), and the `kcp` crate's `Write` appends datagrams to a reused buffer
+//! whose slices go to the receiver; both copy received messages into a reused buffer.
 //!
 //! Each benchmark keeps one long-lived pair per engine (steady state); one iteration runs
 //! the clock until the receiver has taken `N` more payload bytes. Before measuring, a
@@ -64,9 +65,8 @@ trait Engine: Sized {
     fn create(window: u16) -> Self;
     fn send(&mut self, message: &Bytes);
     fn waiting(&self) -> usize;
-    fn update(&mut self, now: u32);
-    /// Moves every output datagram into `to`, unless `net` drops it.
-    fn deliver(&mut self, to: &mut Self, now: u32, net: &mut Net);
+    /// `update(now)`, and moves every output datagram into `to`, unless `net` drops it.
+    fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net);
     /// Hands every whole received message to `sink`.
     fn recv_each(&mut self, sink: impl FnMut(&[u8]));
 }
@@ -137,12 +137,8 @@ impl Engine for Nnet {
     }
 
     #[inline]
-    fn update(&mut self, now: u32) {
+    fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net) {
         self.0.update(now);
-    }
-
-    #[inline]
-    fn deliver(&mut self, to: &mut Self, now: u32, net: &mut Net) {
         while let Some(datagram) = self.0.poll_output() {
             if !net.lose() {
                 to.0.input_bytes(now, datagram).expect("valid datagram");
@@ -188,14 +184,9 @@ impl Engine for CEngine {
     }
 
     #[inline]
-    fn update(&mut self, now: u32) {
-        self.kcp.update(now);
-    }
-
-    #[inline]
-    fn deliver(&mut self, to: &mut Self, _now: u32, net: &mut Net) {
+    fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net) {
         let to = &mut to.kcp;
-        self.kcp.drain_output(|datagram| {
+        self.kcp.update_with(now, |datagram| {
             if !net.lose() {
                 to.input(datagram).expect("valid datagram");
             }
@@ -267,12 +258,8 @@ impl Engine for KcpCrate {
     }
 
     #[inline]
-    fn update(&mut self, now: u32) {
+    fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net) {
         self.kcp.update(now).expect("kcp update");
-    }
-
-    #[inline]
-    fn deliver(&mut self, to: &mut Self, _now: u32, net: &mut Net) {
         let mut queue = self.out.borrow_mut();
         for &(start, len) in &queue.datagrams {
             if !net.lose() {
@@ -332,11 +319,9 @@ impl<E: Engine> Pair<E> {
             self.tx.send(&messages[self.next_message % messages.len()]);
             self.next_message += 1;
         }
-        self.tx.update(self.now);
-        self.tx.deliver(&mut self.rx, self.now, &mut self.net);
+        self.tx.flush_to(&mut self.rx, self.now, &mut self.net);
         self.rx.recv_each(sink);
-        self.rx.update(self.now);
-        self.rx.deliver(&mut self.tx, self.now, &mut self.net);
+        self.rx.flush_to(&mut self.tx, self.now, &mut self.net);
         self.now = self.now.wrapping_add(STEP_MS);
         self.steps += 1;
     }
