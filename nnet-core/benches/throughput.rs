@@ -14,8 +14,10 @@
 //! 4. `update(now)` the receiver, move its datagrams (ACKs) into the sender;
 //! 5. advance the clock by 10 ms.
 //!
-//! Each engine moves datagrams through its natural API: nnet hands its `Bytes` datagrams
-//! over without a copy and lends received messages; the C engine's output callback hands
+//! Each engine moves datagrams through its natural API: nnet lends the datagrams of
+//! 64-byte messages (`update_with` into `input_slice`, like the C engine) and hands
+//! those of larger ones over as `Bytes` without a copy (`poll_output` into
+//! `input_bytes`), and lends received messages; the C engine's output callback hands
 //! each datagram to the receiver as `ikcp.c` writes it (no copy: what a callback calling
 //! `sendto` does), and the `kcp` crate's `Write` appends datagrams to a reused buffer
 //! whose slices go to the receiver; both copy received messages into a reused buffer.
@@ -62,7 +64,7 @@ const VERIFY_ROUNDS: usize = 4;
 
 /// One engine of a sender/receiver pair, behind the operations the harness needs.
 trait Engine: Sized {
-    fn create(window: u16) -> Self;
+    fn create(row: &Row) -> Self;
     fn send(&mut self, message: &Bytes);
     fn waiting(&self) -> usize;
     /// `update(now)`, and moves every output datagram into `to`, unless `net` drops it.
@@ -102,10 +104,22 @@ impl Net {
 
 // ---- nnet ----
 
-struct Nnet(Arq);
+struct Nnet {
+    arq: Arq,
+    /// Datagrams go through `update_with` and `input_slice` (lent, copied) rather than
+    /// `poll_output` and `input_bytes` (shared handles).
+    lend: bool,
+}
 
 impl Engine for Nnet {
-    fn create(window: u16) -> Self {
+    /// Messages of at most 64 bytes go in with `send_slice` and their datagrams are
+    /// lent (`update_with` into `input_slice`): a small payload is copied inline anyway,
+    /// so a handle per datagram would cost two atomic operations for nothing. Larger
+    /// ones go in as `Bytes` and their datagrams as `Bytes` (`poll_output` into
+    /// `input_bytes`), which the receiver keeps instead of copying the payload. This is
+    /// what `Arq`'s docs recommend for each.
+    fn create(row: &Row) -> Self {
+        let window = row.window;
         let config = ArqConfig {
             send_window: window,
             recv_window: window,
@@ -115,40 +129,49 @@ impl Engine for Nnet {
             fastack_conserve: true,
             ..ArqConfig::fast()
         };
-        Nnet(Arq::new(CONV, &config).expect("valid config"))
+        Nnet {
+            arq: Arq::new(CONV, &config).expect("valid config"),
+            lend: row.message_size <= SMALL_MESSAGE,
+        }
     }
 
-    /// A message of at most 64 bytes is copied in (no reference count, the engine holds
-    /// it inline), a larger one handed over as a shared handle (no copy): what `Arq`'s
-    /// docs recommend for each.
     #[inline]
     fn send(&mut self, message: &Bytes) {
         let queued = if message.len() <= SMALL_MESSAGE {
-            self.0.send_slice(message)
+            self.arq.send_slice(message)
         } else {
-            self.0.send(message.clone())
+            self.arq.send(message.clone())
         };
         queued.expect("send queue has room");
     }
 
     #[inline]
     fn waiting(&self) -> usize {
-        self.0.waiting_to_send()
+        self.arq.waiting_to_send()
     }
 
     #[inline]
     fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net) {
-        self.0.update(now);
-        while let Some(datagram) = self.0.poll_output() {
+        if self.lend {
+            let to = &mut to.arq;
+            self.arq.update_with(now, |datagram| {
+                if !net.lose() {
+                    to.input_slice(now, datagram).expect("valid datagram");
+                }
+            });
+            return;
+        }
+        self.arq.update(now);
+        while let Some(datagram) = self.arq.poll_output() {
             if !net.lose() {
-                to.0.input_bytes(now, datagram).expect("valid datagram");
+                to.arq.input_bytes(now, datagram).expect("valid datagram");
             }
         }
     }
 
     #[inline]
     fn recv_each(&mut self, mut sink: impl FnMut(&[u8])) {
-        while self.0.recv_with(&mut sink).is_some() {}
+        while self.arq.recv_with(&mut sink).is_some() {}
     }
 }
 
@@ -160,7 +183,8 @@ struct CEngine {
 }
 
 impl Engine for CEngine {
-    fn create(window: u16) -> Self {
+    fn create(row: &Row) -> Self {
+        let window = row.window;
         let config = CKcpConfig {
             send_window: u32::from(window),
             recv_window: u32::from(window),
@@ -234,7 +258,8 @@ struct KcpCrate {
 }
 
 impl Engine for KcpCrate {
-    fn create(window: u16) -> Self {
+    fn create(row: &Row) -> Self {
+        let window = row.window;
         let out = Rc::new(RefCell::new(OutQueue::default()));
         let mut kcp = kcp::Kcp::new(CONV, QueueWriter(Rc::clone(&out)));
         kcp.set_nodelay(true, 10, 2, true);
@@ -299,8 +324,8 @@ struct Pair<E> {
 impl<E: Engine> Pair<E> {
     fn new(row: &Row) -> Pair<E> {
         Pair {
-            tx: E::create(row.window),
-            rx: E::create(row.window),
+            tx: E::create(row),
+            rx: E::create(row),
             net: Net::new(row.loss),
             now: 0,
             steps: 0,

@@ -8,8 +8,8 @@ use super::ack_repeat::{DuplicateShare, RepeatedAcks};
 use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
-use super::output::Output;
-use super::payload::{LastPart, Part, Payload, Source, INLINE_MAX};
+use super::output::{Finish, Lend, Output, Queue};
+use super::payload::{Copied, LastPart, Part, Payload, Source, INLINE_MAX};
 use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, Message, ReceiveBuffer};
 use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
@@ -450,6 +450,61 @@ impl Arq {
         Ok(self.input_last(datagram, intake))
     }
 
+    /// Takes in a datagram the caller only lends (a slice of a reused receive buffer),
+    /// like [`input_bytes`](Self::input_bytes). The payloads it stores are copied: one
+    /// of at most 64 bytes into the receive buffer's own entry (no allocation, no
+    /// reference count), a larger one into an allocation of its own.
+    ///
+    /// The counterpart of [`update_with`](Self::update_with). For datagrams of small
+    /// messages it is the cheapest way in; for larger payloads
+    /// [`input_bytes`](Self::input_bytes) is, which keeps the datagram's own buffer
+    /// instead of copying (BENCHMARKS.md has both).
+    pub fn input_slice(&mut self, now_ms: u32, datagram: &[u8]) -> Result<InputReport, InputError> {
+        if let Some((first, stride, count)) = Datagram::check_uniform(datagram) {
+            let offset = |i| Some(i * stride);
+            return self.input_copied(now_ms, datagram, first.conv, count, offset);
+        }
+        let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
+        let (first, count, recorded) = match Datagram::check_recording(datagram, &mut offsets) {
+            Ok(checked) => checked,
+            Err(error) => {
+                self.stats.datagrams_refused += 1;
+                return Err(error.into());
+            }
+        };
+        if !recorded {
+            let datagram = Datagram::checked(Bytes::copy_from_slice(datagram), first, count);
+            return self.input(now_ms, &datagram);
+        }
+        let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
+        self.input_copied(now_ms, datagram, first.conv, count, offset)
+    }
+
+    /// Takes in the `count` segments of a checked, lent `datagram` of `conv`, segment `i`
+    /// starting at `offset(i)`.
+    #[inline(always)]
+    fn input_copied(
+        &mut self,
+        now_ms: u32,
+        datagram: &[u8],
+        conv: u32,
+        count: usize,
+        offset: impl Fn(usize) -> Option<usize>,
+    ) -> Result<InputReport, InputError> {
+        self.begin_input(now_ms, conv)?;
+        let una_before = self.sending.una();
+        let mut tally = Tally::default();
+        let mut max_ack: Option<(u32, u32)> = None;
+        for i in 0..count {
+            if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(datagram, o)) {
+                let len = header.len as usize;
+                let payload = Copied { datagram, at, len };
+                tally.add(self.input_segment(&header, payload, &mut max_ack));
+            }
+        }
+        Ok(self.end_input(una_before, max_ack, tally))
+    }
+
     /// Takes in all but the last of the `count` segments of a checked `datagram` of
     /// `conv`, segment `i` starting at `offset(i)`, and finds the last one.
     ///
@@ -662,8 +717,40 @@ impl Arq {
         }
     }
 
-    /// Advances time: flushes when the flush interval has come (`ikcp_update`).
+    /// Advances time: flushes when the flush interval has come (`ikcp_update`). The
+    /// datagrams wait for [`poll_output`](Self::poll_output).
     pub fn update(&mut self, now_ms: u32) {
+        if self.flush_due(now_ms) {
+            self.flush_now(&mut Queue);
+        }
+    }
+
+    /// [`update`](Self::update), lending each output datagram to `sink` as soon as it
+    /// is written, first those still waiting for [`poll_output`](Self::poll_output).
+    ///
+    /// The cheapest way out when the datagrams can be sent at once (`sendto` in the
+    /// sink, or another engine's [`input_slice`](Self::input_slice)): every datagram is
+    /// written into the same room, which stays in the CPU's cache, and no handle is
+    /// made or released for it. Like `ikcp_update` with its output callback. (A peer
+    /// in the same process that takes large payloads is faster fed with
+    /// [`poll_output`](Self::poll_output) into [`input_bytes`](Self::input_bytes),
+    /// which keeps the datagram instead of copying its payload.)
+    pub fn update_with(&mut self, now_ms: u32, sink: impl FnMut(&[u8])) {
+        let mut lend = Lend::new(sink);
+        if let Some(out) = self.output.as_mut() {
+            out.lend_ready(&mut lend);
+        }
+        if self.flush_due(now_ms) {
+            self.flush_now(&mut lend);
+        }
+        self.stats.datagrams_out += u64::from(lend.datagrams);
+        self.stats.bytes_out += lend.bytes;
+    }
+
+    /// Moves the clock to `now_ms` and says whether the interval's flush is due,
+    /// scheduling the next one if so.
+    #[inline]
+    fn flush_due(&mut self, now_ms: u32) -> bool {
         self.current = now_ms;
         if !self.updated {
             self.updated = true;
@@ -674,13 +761,14 @@ impl Arq {
             self.next_flush = now_ms;
             slap = 0;
         }
-        if slap >= 0 {
-            self.next_flush = self.next_flush.wrapping_add(self.config.interval_ms);
-            if diff(now_ms, self.next_flush) >= 0 {
-                self.next_flush = now_ms.wrapping_add(self.config.interval_ms);
-            }
-            self.flush_now();
+        if slap < 0 {
+            return false;
         }
+        self.next_flush = self.next_flush.wrapping_add(self.config.interval_ms);
+        if diff(now_ms, self.next_flush) >= 0 {
+            self.next_flush = now_ms.wrapping_add(self.config.interval_ms);
+        }
+        true
     }
 
     /// Flushes now, outside the interval: acks, window probes, new and due segments.
@@ -691,7 +779,7 @@ impl Arq {
             self.updated = true;
             self.next_flush = now_ms;
         }
-        self.flush_now();
+        self.flush_now(&mut Queue);
     }
 
     /// When [`update`](Self::update) must next be called, in ms (`now_ms` if at once).
@@ -708,7 +796,7 @@ impl Arq {
         now_ms.wrapping_add((until_flush as u32).min(self.config.interval_ms))
     }
 
-    fn flush_now(&mut self) {
+    fn flush_now(&mut self, finish: &mut impl Finish) {
         let template = Header {
             conv: self.conv,
             cmd: Cmd::Ack,
@@ -734,23 +822,28 @@ impl Arq {
         };
         let outcome = if self.announcing {
             // A gateway fills only a datagram's first segment: data (NEW) goes first.
-            let outcome = self.emit_data(&mut out, &template);
-            let last_ack = self.emit_acks(&mut out, &template);
-            self.emit_probes(&mut out, &template, last_ack);
+            let outcome = self.emit_data(&mut out, finish, &template);
+            let last_ack = self.emit_acks(&mut out, finish, &template);
+            self.emit_probes(&mut out, finish, &template, last_ack);
             outcome
         } else {
-            let last_ack = self.emit_acks(&mut out, &template);
-            self.emit_probes(&mut out, &template, last_ack);
-            self.emit_data(&mut out, &template)
+            let last_ack = self.emit_acks(&mut out, finish, &template);
+            self.emit_probes(&mut out, finish, &template, last_ack);
+            self.emit_data(&mut out, finish, &template)
         };
-        out.cut();
+        out.cut(finish);
         self.output = Some(out);
         self.adjust_after_flush(outcome, window);
     }
 
     /// Sends the ACKs of the segments received since the last flush, after the
     /// repeated ones; returns the last one's `sn` and `ts`.
-    fn emit_acks(&mut self, out: &mut Output, template: &Header) -> (u32, u32) {
+    fn emit_acks(
+        &mut self,
+        out: &mut Output,
+        finish: &mut impl Finish,
+        template: &Header,
+    ) -> (u32, u32) {
         let una = template.una;
         let held = |&&(sn, _): &&(u32, u32)| diff(sn, una) >= 0;
         let mut last = (0, 0);
@@ -759,7 +852,7 @@ impl Arq {
         for &(sn, ts) in self.repeated.due().iter().filter(held).chain(&self.acks) {
             raw[8..12].copy_from_slice(&ts.to_le_bytes());
             raw[12..16].copy_from_slice(&sn.to_le_bytes());
-            out.push(raw, &[], &[], mtu);
+            out.push(finish, raw, &[], &[], mtu);
             count_hot!(self, acks_out);
             last = (sn, ts);
         }
@@ -787,7 +880,13 @@ impl Arq {
     }
 
     /// WASK and WINS carry the last ACK's `sn` and `ts`, as in the reference.
-    fn emit_probes(&mut self, out: &mut Output, template: &Header, (sn, ts): (u32, u32)) {
+    fn emit_probes(
+        &mut self,
+        out: &mut Output,
+        finish: &mut impl Finish,
+        template: &Header,
+        (sn, ts): (u32, u32),
+    ) {
         for (flag, cmd) in [(ASK_SEND, Cmd::Wask), (ASK_TELL, Cmd::Wins)] {
             if self.probe & flag != 0 {
                 let probe = Header {
@@ -796,7 +895,7 @@ impl Arq {
                     ts,
                     ..*template
                 };
-                out.push(probe.to_bytes(), &[], &[], self.config.mtu);
+                out.push(finish, probe.to_bytes(), &[], &[], self.config.mtu);
             }
         }
         self.probe = 0;
@@ -813,7 +912,12 @@ impl Arq {
     }
 
     /// Sends every segment due: new ones, RTO expiries, fast retransmits.
-    fn emit_data(&mut self, out: &mut Output, template: &Header) -> FlushOutcome {
+    fn emit_data(
+        &mut self,
+        out: &mut Output,
+        finish: &mut impl Finish,
+        template: &Header,
+    ) -> FlushOutcome {
         let plan = self.data_plan(template);
         let mut outcome = FlushOutcome::default();
         let mut pieces_from = None;
@@ -828,6 +932,7 @@ impl Arq {
                 continue;
             }
             out.push_data(
+                finish,
                 plan.header(segment, sn),
                 plan.extra(),
                 &segment.data,
@@ -837,7 +942,7 @@ impl Arq {
             count_hot!(self, data_segments_out);
         }
         if let Some(sn) = pieces_from {
-            self.emit_data_from(out, &plan, sn, &mut outcome);
+            self.emit_data_from(out, finish, &plan, sn, &mut outcome);
         }
         outcome
     }
@@ -848,6 +953,7 @@ impl Arq {
     fn emit_data_from(
         &mut self,
         out: &mut Output,
+        finish: &mut impl Finish,
         plan: &DataPlan,
         first: u32,
         outcome: &mut FlushOutcome,
@@ -866,9 +972,9 @@ impl Arq {
             if let Payload::Piece { start, len } = segment.data {
                 let frg = segment.frg;
                 let bytes = self.sending.piece(index, frg, start, len);
-                out.push(header, plan.extra(), bytes, plan.mtu);
+                out.push(finish, header, plan.extra(), bytes, plan.mtu);
             } else {
-                out.push_data(header, plan.extra(), &segment.data, plan.mtu);
+                out.push_data(finish, header, plan.extra(), &segment.data, plan.mtu);
             }
             count_hot!(self, data_segments_out);
         }

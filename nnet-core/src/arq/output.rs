@@ -1,9 +1,13 @@
 //! Assembly of outgoing datagrams: segments are written back to back into one buffer
-//! and cut into datagrams of at most `mtu` bytes, which wait in a queue for
-//! [`Arq::poll_output`](super::Arq::poll_output).
+//! and cut into datagrams of at most `mtu` bytes. What becomes of a finished datagram is
+//! the [`Finish`] of the flush: it waits in a queue for
+//! [`Arq::poll_output`](super::Arq::poll_output) ([`Queue`]), or it is lent to the
+//! caller of [`Arq::update_with`](super::Arq::update_with) at once and its room reused
+//! for the next one ([`Lend`]).
 //!
-//! The buffer is one allocation shared by many datagrams (`BytesMut::split`), so the
-//! hot path does not allocate per datagram.
+//! Queued, the buffer is one allocation shared by many datagrams (`BytesMut::split`), so
+//! the hot path does not allocate per datagram. Lent, it is one datagram's room, written
+//! again and again, so it stays in the CPU's L1 cache.
 
 use std::collections::VecDeque;
 
@@ -15,6 +19,64 @@ use crate::wire::HEADER_LEN;
 
 /// Most datagrams reserved for at a time in the shared buffer.
 const MAX_DATAGRAMS_PER_BLOCK: usize = 16;
+
+/// What becomes of each datagram a flush finishes.
+pub(crate) trait Finish {
+    /// Whether finished datagrams stay in the buffer, so that the next one is written
+    /// to memory not touched yet (worth prefetching).
+    const KEEPS_DATAGRAMS: bool;
+
+    /// Takes the finished `datagram` (all of `current`), leaving `current` empty.
+    fn finish(&mut self, current: &mut BytesMut, ready: &mut VecDeque<Bytes>);
+}
+
+/// Finished datagrams wait in the builder's queue, split off its buffer.
+pub(crate) struct Queue;
+
+impl Finish for Queue {
+    const KEEPS_DATAGRAMS: bool = true;
+
+    #[inline(always)]
+    fn finish(&mut self, current: &mut BytesMut, ready: &mut VecDeque<Bytes>) {
+        ready.push_back(current.split().freeze());
+    }
+}
+
+/// Finished datagrams are lent to `sink` one by one, and their room is reused.
+pub(crate) struct Lend<F> {
+    sink: F,
+    /// Datagrams lent so far.
+    pub datagrams: u32,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl<F: FnMut(&[u8])> Lend<F> {
+    pub(crate) fn new(sink: F) -> Self {
+        Lend {
+            sink,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Lends one datagram that was already finished (queued before).
+    pub(crate) fn lend(&mut self, datagram: &[u8]) {
+        self.datagrams += 1;
+        self.bytes += datagram.len() as u64;
+        (self.sink)(datagram);
+    }
+}
+
+impl<F: FnMut(&[u8])> Finish for Lend<F> {
+    const KEEPS_DATAGRAMS: bool = false;
+
+    #[inline(always)]
+    fn finish(&mut self, current: &mut BytesMut, _: &mut VecDeque<Bytes>) {
+        self.lend(current);
+        current.clear();
+    }
+}
 
 /// Builder of outgoing datagrams.
 #[derive(Debug, Default)]
@@ -36,12 +98,13 @@ impl Output {
     #[inline(always)]
     pub(crate) fn push(
         &mut self,
+        finish: &mut impl Finish,
         header: [u8; HEADER_LEN],
         extra: &[u8],
         payload: &[u8],
         mtu: usize,
     ) {
-        self.begin_segment(header, extra, payload.len(), mtu);
+        self.begin_segment(finish, header, extra, payload.len(), mtu);
         self.current.extend_from_slice(payload);
     }
 
@@ -51,16 +114,17 @@ impl Output {
     #[inline(always)]
     pub(crate) fn push_data(
         &mut self,
+        finish: &mut impl Finish,
         header: [u8; HEADER_LEN],
         extra: &[u8],
         payload: &Payload,
         mtu: usize,
     ) {
         let Payload::Inline { len, bytes } = payload else {
-            return self.push(header, extra, payload, mtu);
+            return self.push(finish, header, extra, payload, mtu);
         };
         let len = usize::from(*len);
-        self.begin_segment(header, extra, len, mtu);
+        self.begin_segment(finish, header, extra, len, mtu);
         if self.current.capacity() - self.current.len() >= INLINE_MAX {
             let end = self.current.len() + len;
             self.current.extend_from_slice(bytes);
@@ -73,8 +137,9 @@ impl Output {
     /// Starts a segment of a `payload_len`-byte payload: a new datagram if it would take
     /// the current one past `mtu`, room for it, then its header and `extra` bytes.
     #[inline(always)]
-    fn begin_segment(
+    fn begin_segment<F: Finish>(
         &mut self,
+        finish: &mut F,
         header: [u8; HEADER_LEN],
         extra: &[u8],
         payload_len: usize,
@@ -83,8 +148,10 @@ impl Output {
         let need = HEADER_LEN + extra.len() + payload_len;
         let len = self.current.len();
         if len + need > mtu && len != 0 {
-            self.cut();
-            self.prepare_next(mtu);
+            self.cut(finish);
+            if F::KEEPS_DATAGRAMS {
+                self.prepare_next(mtu);
+            }
         }
         if self.current.capacity() - self.current.len() < need {
             self.grow(need, mtu);
@@ -121,9 +188,16 @@ impl Output {
 
     /// Ends the current datagram, if it holds anything.
     #[inline]
-    pub(crate) fn cut(&mut self) {
+    pub(crate) fn cut(&mut self, finish: &mut impl Finish) {
         if !self.current.is_empty() {
-            self.ready.push_back(self.current.split().freeze());
+            finish.finish(&mut self.current, &mut self.ready);
+        }
+    }
+
+    /// Lends the datagrams waiting in the queue to `lend`, oldest first, and drops them.
+    pub(crate) fn lend_ready<F: FnMut(&[u8])>(&mut self, lend: &mut Lend<F>) {
+        while let Some(datagram) = self.ready.pop_front() {
+            lend.lend(&datagram);
         }
     }
 

@@ -169,6 +169,26 @@ pub(crate) trait Source {
     fn write_to(self, entry: &mut Payload);
 }
 
+/// Bytes `at..at + len` of a datagram the caller only lends: copied inline if `len`
+/// fits, else into an allocation of their own.
+pub(crate) struct Copied<'a> {
+    pub datagram: &'a [u8],
+    pub at: usize,
+    pub len: usize,
+}
+
+impl Source for Copied<'_> {
+    #[inline(always)]
+    fn write_to(self, entry: &mut Payload) {
+        if self.len <= INLINE_MAX {
+            return entry.set_inline(self.datagram, self.at, self.len);
+        }
+        let end = self.at.saturating_add(self.len).min(self.datagram.len());
+        let bytes = self.datagram.get(self.at..end).unwrap_or_default();
+        *entry = Payload::Shared(Bytes::copy_from_slice(bytes));
+    }
+}
+
 /// Bytes `at..at + len` of a datagram that other segments are cut from too.
 pub(crate) struct Part<'a> {
     pub datagram: &'a Bytes,

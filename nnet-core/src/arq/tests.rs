@@ -91,7 +91,8 @@ fn message(index: usize, size: usize) -> Bytes {
 /// Sends `sizes` from `a` to `b` over `wire` (after whatever `a` already queued), acks
 /// back over `back`; returns the messages `b` received once it has `expected` of them
 /// and `a` has nothing left unacknowledged, or `None` if that takes over `limit_ms`.
-/// Both ways in and out are used in turn: `send` and `send_slice`, `recv` and
+/// Both ways in and out are used in turn: `send` and `send_slice`, `update` with
+/// `poll_output` and `update_with`, `input_bytes` and `input_slice`, `recv` and
 /// `recv_with`.
 #[allow(clippy::too_many_arguments)]
 fn transfer(
@@ -117,23 +118,36 @@ fn transfer(
             .expect("accepted");
             queued += 1;
         }
-        a.update(now);
-        b.update(now);
-        while let Some(d) = a.poll_output() {
-            wire.carry(d);
-        }
-        while let Some(d) = b.poll_output() {
-            back.carry(d);
+        if step % 2 == 0 {
+            a.update(now);
+            b.update(now);
+            while let Some(d) = a.poll_output() {
+                wire.carry(d);
+            }
+            while let Some(d) = b.poll_output() {
+                back.carry(d);
+            }
+        } else {
+            a.update_with(now, |d| wire.carry(Bytes::copy_from_slice(d)));
+            b.update_with(now, |d| back.carry(Bytes::copy_from_slice(d)));
         }
         if step % 50 == 49 {
             wire.release_held();
             back.release_held();
         }
-        while let Some(d) = wire.delivered.pop_front() {
-            b.input_bytes(now, d).expect("valid datagram");
+        for (i, d) in wire.delivered.drain(..).enumerate() {
+            match i % 2 {
+                0 => b.input_bytes(now, d),
+                _ => b.input_slice(now, &d),
+            }
+            .expect("valid datagram");
         }
-        while let Some(d) = back.delivered.pop_front() {
-            a.input_bytes(now, d).expect("valid datagram");
+        for (i, d) in back.delivered.drain(..).enumerate() {
+            match i % 2 {
+                0 => a.input_bytes(now, d),
+                _ => a.input_slice(now, &d),
+            }
+            .expect("valid datagram");
         }
         loop {
             let next = match got.len() % 2 {
@@ -809,4 +823,59 @@ fn an_idle_engine_flushes_without_taking_memory() {
     // Woken up, they work as before.
     deliver_and_ack(&mut a, &mut b, &[message(2, 10)], 300);
     assert_eq!(b.recv(), Some(message(2, 10)));
+}
+
+#[test]
+fn update_with_lends_the_datagrams_poll_output_gives() {
+    let engines = || {
+        let mut engine = Arq::new(CONV, &fast()).expect("config");
+        for (i, size) in [10, 3000, 64, 65, 1376, 20_000].into_iter().enumerate() {
+            engine.send(message(i, size)).expect("send");
+        }
+        engine
+    };
+    let (mut polled, mut lent) = (engines(), engines());
+    // One flush outside the interval first: its datagrams wait to be polled, and
+    // `update_with` lends them before the ones it makes.
+    polled.flush(0);
+    lent.flush(0);
+    polled.update(10);
+    let expected: Vec<Bytes> = std::iter::from_fn(|| polled.poll_output()).collect();
+    let mut got = Vec::new();
+    lent.update_with(10, |d| got.push(Bytes::copy_from_slice(d)));
+    assert!(expected.len() > 10, "several datagrams: {}", expected.len());
+    assert_eq!(got, expected);
+    assert!(!lent.has_output());
+    let (polled, lent) = (polled.stats(), lent.stats());
+    assert_eq!(lent.datagrams_out, polled.datagrams_out);
+    assert_eq!(lent.bytes_out, polled.bytes_out);
+}
+
+#[test]
+fn input_slice_takes_in_what_input_bytes_does() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let sizes = [1, 64, 65, 700, 1376, 1377, 5000];
+    for (i, size) in sizes.into_iter().enumerate() {
+        a.send(message(i, size)).expect("send");
+    }
+    let datagrams = flush_at(&mut a, 0);
+    let mut by_bytes = Arq::new(CONV, &fast()).expect("config");
+    let mut by_slice = Arq::new(CONV, &fast()).expect("config");
+    for datagram in &datagrams {
+        let one = by_bytes.input_bytes(0, datagram.clone()).expect("valid");
+        let other = by_slice.input_slice(0, datagram).expect("valid");
+        assert_eq!(one, other);
+    }
+    for (i, size) in sizes.into_iter().enumerate() {
+        assert_eq!(by_bytes.recv(), Some(message(i, size)));
+        assert_eq!(by_slice.recv(), Some(message(i, size)), "message {i}");
+    }
+    assert_eq!(
+        flush_at(&mut by_bytes, 10),
+        flush_at(&mut by_slice, 10),
+        "same ACKs"
+    );
+    let refused = by_slice.input_slice(10, &datagrams[0][..5]);
+    assert!(refused.is_err(), "a cut datagram is refused");
+    assert_eq!(by_slice.stats().datagrams_refused, 1);
 }
