@@ -42,7 +42,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use nnet_ckcp::{CKcp, CKcpConfig};
-use nnet_core::arq::{Arq, ArqConfig};
+use nnet_core::arq::{Arq, ArqConfig, MessageParts};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -69,8 +69,9 @@ trait Engine: Sized {
     fn waiting(&self) -> usize;
     /// `update(now)`, and moves every output datagram into `to`, unless `net` drops it.
     fn flush_to(&mut self, to: &mut Self, now: u32, net: &mut Net);
-    /// Hands every whole received message to `sink`.
-    fn recv_each(&mut self, sink: impl FnMut(&[u8]));
+    /// Hands every whole received message to `sink`, in one or more parts whose
+    /// concatenation is the message, the last one flagged `true`.
+    fn recv_each(&mut self, sink: impl FnMut(&[u8], bool));
 }
 
 /// The link between the two engines: lossless, or dropping each datagram with a fixed
@@ -109,6 +110,9 @@ struct Nnet {
     /// Datagrams go through `update_with` and `input_slice` (lent, copied) rather than
     /// `poll_output` and `input_bytes` (shared handles).
     lend: bool,
+    /// Messages come in more than one segment: taken with `recv_parts` (lent where
+    /// their fragments lie) rather than `recv_with` (joined into one buffer first).
+    in_parts: bool,
 }
 
 impl Engine for Nnet {
@@ -116,8 +120,9 @@ impl Engine for Nnet {
     /// lent (`update_with` into `input_slice`): a small payload is copied inline anyway,
     /// so a handle per datagram would cost two atomic operations for nothing. Larger
     /// ones go in as `Bytes` and their datagrams as `Bytes` (`poll_output` into
-    /// `input_bytes`), which the receiver keeps instead of copying the payload. This is
-    /// what `Arq`'s docs recommend for each.
+    /// `input_bytes`), which the receiver keeps instead of copying the payload. A
+    /// message of one segment is lent whole (`recv_with`), one of several as its
+    /// fragments (`recv_parts`, no join). This is what `Arq`'s docs recommend for each.
     fn create(row: &Row) -> Self {
         let window = row.window;
         let config = ArqConfig {
@@ -132,6 +137,7 @@ impl Engine for Nnet {
         Nnet {
             arq: Arq::new(CONV, &config).expect("valid config"),
             lend: row.message_size <= SMALL_MESSAGE,
+            in_parts: row.message_size > MSS,
         }
     }
 
@@ -170,8 +176,17 @@ impl Engine for Nnet {
     }
 
     #[inline]
-    fn recv_each(&mut self, mut sink: impl FnMut(&[u8])) {
-        while self.arq.recv_with(&mut sink).is_some() {}
+    fn recv_each(&mut self, mut sink: impl FnMut(&[u8], bool)) {
+        if !self.in_parts {
+            while self.arq.recv_with(|message| sink(message, true)).is_some() {}
+            return;
+        }
+        let mut lend = |mut parts: MessageParts<'_>| {
+            while let Some(part) = parts.next() {
+                sink(part, parts.len() == 0);
+            }
+        };
+        while self.arq.recv_parts(&mut lend).is_some() {}
     }
 }
 
@@ -218,9 +233,9 @@ impl Engine for CEngine {
     }
 
     #[inline]
-    fn recv_each(&mut self, mut sink: impl FnMut(&[u8])) {
+    fn recv_each(&mut self, mut sink: impl FnMut(&[u8], bool)) {
         while let Ok(len) = self.kcp.recv_into(&mut self.buf) {
-            sink(&self.buf[..len]);
+            sink(&self.buf[..len], true);
         }
     }
 }
@@ -298,9 +313,9 @@ impl Engine for KcpCrate {
     }
 
     #[inline]
-    fn recv_each(&mut self, mut sink: impl FnMut(&[u8])) {
+    fn recv_each(&mut self, mut sink: impl FnMut(&[u8], bool)) {
         while let Ok(len) = self.kcp.recv(&mut self.buf) {
-            sink(&self.buf[..len]);
+            sink(&self.buf[..len], true);
         }
     }
 }
@@ -337,7 +352,7 @@ impl<E: Engine> Pair<E> {
 
     /// One step of the clock. Feeds the sender up to `send_until` messages in all.
     #[inline]
-    fn step(&mut self, messages: &[Bytes], send_until: usize, sink: impl FnMut(&[u8])) {
+    fn step(&mut self, messages: &[Bytes], send_until: usize, sink: impl FnMut(&[u8], bool)) {
         while self.next_message < send_until
             && self.tx.waiting() + self.fragments <= self.feed_limit
         {
@@ -358,8 +373,8 @@ impl<E: Engine> Pair<E> {
         let mut idle = 0;
         while received < bytes {
             let before = received;
-            self.step(messages, usize::MAX, |message| {
-                received += message.len() as u64
+            self.step(messages, usize::MAX, |part, _| {
+                received += part.len() as u64
             });
             idle = if received == before { idle + 1 } else { 0 };
             assert!(idle < STALL_STEPS, "transfer stalled");
@@ -398,14 +413,22 @@ fn verify<E: Engine>(engine: &str, row: &Row, messages: &[Bytes]) {
     let total: u64 = VERIFY_ROUNDS as u64 * messages.iter().map(|m| m.len() as u64).sum::<u64>();
     let mut received = 0u64;
     let mut index = 0usize;
+    // Bytes of message `index` checked so far (it may come in parts).
+    let mut offset = 0usize;
     let mut idle = 0;
     while received < total {
         let before = received;
-        pair.step(messages, count, |message| {
+        pair.step(messages, count, |part, last| {
             let expected = &messages[index % messages.len()];
-            assert_eq!(message, &expected[..], "message {index} differs");
-            index += 1;
-            received += message.len() as u64;
+            let end = offset + part.len();
+            assert!(end <= expected.len(), "message {index} is too long");
+            assert_eq!(part, &expected[offset..end], "message {index} differs");
+            offset = end;
+            if last {
+                assert_eq!(offset, expected.len(), "message {index} is cut short");
+                (index, offset) = (index + 1, 0);
+            }
+            received += part.len() as u64;
         });
         idle = if received == before { idle + 1 } else { 0 };
         assert!(idle < STALL_STEPS, "{engine} {}: stalled", row.name);

@@ -15,8 +15,8 @@
 //! - payloads of more than 64 bytes are [`bytes::Bytes`] slices: a message is
 //!   fragmented without copying, a received segment is a slice of its datagram, and a
 //!   one-segment message reaches the application without a copy (a fragmented one is
-//!   joined into a buffer that is reused once the application dropped the previous
-//!   one);
+//!   lent as its fragments by [`Arq::recv_parts`], or joined into a buffer that is
+//!   reused once the application dropped the previous one);
 //! - payloads of at most 64 bytes are copied into the buffers' own entries instead
 //!   (received ones always, sent ones through [`Arq::send_slice`]) and lent out by
 //!   [`Arq::recv_with`]: a copy that small costs less than the atomic reference-count
@@ -55,5 +55,6 @@ pub use buffers::Buffers;
 pub use config::{ArqConfig, ArqConfigError, MAX_FRAGMENTS, MAX_MTU, MIN_MTU, MIN_RECV_WINDOW};
 pub use engine::{Arq, InputReport};
 pub use error::{InputError, NoAnnounceRoom, SendError};
+pub use recv_buf::MessageParts;
 pub use rtt::{RTO_INITIAL_MS, RTO_MAX_MS, RTO_MIN_MS, RTO_MIN_NODELAY_MS};
 pub use stats::ArqStats;

@@ -4,7 +4,8 @@
 //! every arriving segment); `ready` holds in-order segments until the application takes
 //! whole messages. Together they never hold more than the receive window.
 
-use std::collections::VecDeque;
+use std::collections::{vec_deque, VecDeque};
+use std::iter::{FusedIterator, Take};
 
 use bytes::{Bytes, BytesMut};
 
@@ -28,15 +29,85 @@ pub(crate) enum Message<'a> {
     Single(&'a mut Payload),
     /// A fragmented message: joined into the join buffer (all of it).
     Joined(&'a mut BytesMut),
+    /// A fragmented message: its fragments where they lie, in the ready queue.
+    Parts(MessageParts<'a>),
 }
 
-impl Message<'_> {
+/// The payloads of a whole received message's fragments, in order, where they lie in
+/// the receive buffer: what [`Arq::recv_parts`](super::Arq::recv_parts) lends. An
+/// iterator of byte slices (one for a message of one segment); their concatenation is
+/// the message. Iterating costs nothing per byte.
+#[derive(Clone, Debug)]
+pub struct MessageParts<'a> {
+    /// The only part of a message held in one piece.
+    whole: Option<&'a [u8]>,
+    /// The fragments of a fragmented message, in the ready queue.
+    fragments: Take<vec_deque::Iter<'a, Received>>,
+    /// Bytes in the whole message.
+    size: usize,
+}
+
+impl<'a> MessageParts<'a> {
+    /// A message held in one piece.
+    pub(crate) fn whole(bytes: &'a [u8]) -> Self {
+        MessageParts {
+            whole: Some(bytes),
+            fragments: vec_deque::Iter::default().take(0),
+            size: bytes.len(),
+        }
+    }
+
+    /// Bytes in the whole message (all its parts, iterated or not). O(1).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl<'a> Iterator for MessageParts<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(whole) = self.whole.take() {
+            return Some(whole);
+        }
+        self.fragments.next().map(|segment| segment.data.as_slice())
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.whole.is_some()) + self.fragments.len();
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for MessageParts<'_> {}
+
+impl FusedIterator for MessageParts<'_> {}
+
+impl<'a> Message<'a> {
     /// The message as a [`Bytes`], taken out: a single segment's payload (see
     /// [`Payload::take_bytes`]), or the joined bytes split off the join buffer.
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {
             Message::Single(payload) => payload.take_bytes(),
             Message::Joined(join) => join.split().freeze(),
+            Message::Parts(parts) => {
+                let mut joined = BytesMut::with_capacity(parts.size());
+                parts.for_each(|part| joined.extend_from_slice(part));
+                joined.freeze()
+            }
+        }
+    }
+
+    /// The message as its parts, where it lies: one for a single segment or a joined
+    /// message, one per fragment otherwise.
+    #[inline]
+    pub(crate) fn into_parts(self) -> MessageParts<'a> {
+        match self {
+            Message::Single(payload) => MessageParts::whole(payload),
+            Message::Joined(join) => MessageParts::whole(join),
+            Message::Parts(parts) => parts,
         }
     }
 
@@ -45,6 +116,7 @@ impl Message<'_> {
         match self {
             Message::Single(payload) => payload.is_empty(),
             Message::Joined(join) => join.is_empty(),
+            Message::Parts(parts) => parts.size() == 0,
         }
     }
 }
@@ -243,11 +315,12 @@ impl ReceiveBuffer {
 
     /// Takes the next whole message and hands it to `take` where it lies: a
     /// single-fragment message in the ready queue (removed after `take`), a fragmented
-    /// one joined into `join` (which must be empty; `take` empties it).
+    /// one joined into `join` (which must be empty; `take` empties it) or, without
+    /// `join`, as its fragments in the ready queue (removed after `take`).
     #[inline]
     pub(crate) fn take_message<T>(
         &mut self,
-        join: &mut BytesMut,
+        join: Option<&mut BytesMut>,
         take: impl FnOnce(Message<'_>) -> T,
     ) -> Option<T> {
         let front = self.ready.front_mut()?;
@@ -256,6 +329,18 @@ impl ReceiveBuffer {
             self.ready.pop_front();
             return Some(taken);
         }
+        let Some(join) = join else {
+            let fragments = usize::from(front.frg) + 1;
+            let size = self.peek_size()?;
+            let parts = MessageParts {
+                whole: None,
+                fragments: self.ready.iter().take(fragments),
+                size,
+            };
+            let taken = take(Message::Parts(parts));
+            discard_front(&mut self.ready, fragments);
+            return Some(taken);
+        };
         self.join_fragments(join)?;
         Some(take(Message::Joined(join)))
     }
@@ -310,7 +395,52 @@ mod tests {
 
     /// The next message's bytes, taken the way `Arq::recv` does.
     fn pop(buf: &mut ReceiveBuffer, join: &mut BytesMut) -> Option<Bytes> {
-        buf.take_message(join, |message| message.into_bytes())
+        buf.take_message(Some(join), |message| message.into_bytes())
+    }
+
+    /// The next message's parts, taken the way `Arq::recv_parts` does.
+    fn pop_parts(buf: &mut ReceiveBuffer) -> Option<Vec<Vec<u8>>> {
+        buf.take_message(None, |message| match message {
+            Message::Parts(parts) => parts.map(<[u8]>::to_vec).collect(),
+            Message::Single(payload) => vec![payload.to_vec()],
+            Message::Joined(_) => unreachable!("no join buffer given"),
+        })
+    }
+
+    #[test]
+    fn a_fragmented_message_is_lent_as_its_parts_once_all_arrived() {
+        let mut buf = ReceiveBuffer::new(128);
+        assert_eq!(buf.insert(1, seg(1, b"cd")), Arrival::Stored);
+        assert_eq!(buf.insert(2, seg(0, b"e")), Arrival::Stored);
+        assert_eq!(buf.insert(3, seg(0, b"fg")), Arrival::Stored);
+        assert_eq!(pop_parts(&mut buf), None, "the first fragment is missing");
+        assert_eq!(buf.insert(0, seg(2, b"ab")), Arrival::Stored);
+        let parts = pop_parts(&mut buf).expect("all three fragments are here");
+        assert_eq!(parts, [b"ab".to_vec(), b"cd".to_vec(), b"e".to_vec()]);
+        assert_eq!(pop_parts(&mut buf), Some(vec![b"fg".to_vec()]));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn parts_know_their_count_and_the_message_size() {
+        let mut buf = ReceiveBuffer::new(128);
+        buf.insert(0, seg(1, b"abc"));
+        buf.insert(1, seg(0, b"de"));
+        let (count, size, joined) = buf
+            .take_message(None, |message| match message {
+                Message::Parts(parts) => (
+                    parts.len(),
+                    parts.size(),
+                    Message::Parts(parts).into_bytes(),
+                ),
+                _ => unreachable!("a fragmented message"),
+            })
+            .expect("whole");
+        assert_eq!((count, size), (2, 5));
+        assert_eq!(joined, "abcde");
+        let whole = MessageParts::whole(b"xyz");
+        assert_eq!((whole.len(), whole.size()), (1, 3));
+        assert_eq!(whole.collect::<Vec<_>>(), [b"xyz"]);
     }
 
     #[test]

@@ -92,8 +92,8 @@ fn message(index: usize, size: usize) -> Bytes {
 /// back over `back`; returns the messages `b` received once it has `expected` of them
 /// and `a` has nothing left unacknowledged, or `None` if that takes over `limit_ms`.
 /// Both ways in and out are used in turn: `send` and `send_slice`, `update` with
-/// `poll_output` and `update_with`, `input_bytes` and `input_slice`, `recv` and
-/// `recv_with`.
+/// `poll_output` and `update_with`, `input_bytes` and `input_slice`, `recv`,
+/// `recv_with` and `recv_parts`.
 #[allow(clippy::too_many_arguments)]
 fn transfer(
     a: &mut Arq,
@@ -150,9 +150,10 @@ fn transfer(
             .expect("valid datagram");
         }
         loop {
-            let next = match got.len() % 2 {
+            let next = match got.len() % 3 {
                 0 => b.recv(),
-                _ => b.recv_with(Bytes::copy_from_slice),
+                1 => b.recv_with(Bytes::copy_from_slice),
+                _ => b.recv_parts(|parts| parts.flatten().copied().collect::<Bytes>()),
             };
             let Some(m) = next else { break };
             got.push(m);
@@ -351,6 +352,38 @@ fn copied_messages_are_refused_like_shared_ones() {
     let got = lossless(&mut a, &mut b, 2);
     assert_eq!(got, Some(vec![message(0, 64), message(1, 65)]));
     assert_eq!(a.stats().messages_in, 2, "refused messages are not counted");
+}
+
+#[test]
+fn recv_parts_lends_every_kind_of_message_once_in_its_fragments() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    let mss = fast().mss();
+    let sizes = [1, 65, mss, mss + 1, 4000, 2];
+    for (i, &size) in sizes.iter().enumerate() {
+        a.send(message(i, size)).expect("accepted");
+    }
+    pass(&mut a, &mut b, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        let (parts, total, joined) = b
+            .recv_parts(|parts| {
+                (
+                    parts.len(),
+                    parts.size(),
+                    parts.flatten().copied().collect::<Bytes>(),
+                )
+            })
+            .expect("arrived");
+        assert_eq!(joined, message(i, size), "message {i}");
+        assert_eq!(total, size);
+        assert_eq!(parts, size.div_ceil(mss), "one part per fragment");
+    }
+    assert_eq!(
+        b.recv_parts(|parts| parts.size()),
+        None,
+        "each message is lent once"
+    );
+    assert_eq!(b.stats().messages_out, sizes.len() as u64);
 }
 
 #[test]
