@@ -17,7 +17,8 @@
 //! Each engine moves datagrams through its natural API: nnet lends the datagrams of
 //! 64-byte messages (`update_with` into `input_slice`, like the C engine) and hands
 //! those of larger ones over as `Bytes` without a copy (`poll_output` into
-//! `input_bytes`), and lends received messages; the C engine's output callback hands
+//! `input_bytes`), and lends received messages (a fragmented one as its fragments,
+//! `recv_parts`, which the sink takes as parts); the C engine's output callback hands
 //! each datagram to the receiver as `ikcp.c` writes it (no copy: what a callback calling
 //! `sendto` does), and the `kcp` crate's `Write` appends datagrams to a reused buffer
 //! whose slices go to the receiver; both copy received messages into a reused buffer.
