@@ -16,7 +16,9 @@ use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
 use super::send_buf::{InFlight, SendBuffer};
 use super::seq::diff;
 use super::stats::{ArqStats, HotCounts};
-use crate::wire::{Cmd, Datagram, Header, Token, HEADER_LEN, NEW_EXTRA_LEN, PATH_BLOCK_LEN};
+use crate::wire::{
+    ack_fields, Cmd, Datagram, Header, Token, HEADER_LEN, NEW_EXTRA_LEN, PATH_BLOCK_LEN,
+};
 
 /// Adds `n` (1 if left out) to the per-datagram counter `field` of the engine `arq`: to
 /// its 32-bit low part among the hot fields, carrying into its total with the rare
@@ -442,6 +444,9 @@ impl Arq {
     /// the last segment's payload is the datagram's own handle, advanced (no
     /// reference-count update).
     pub fn input_bytes(&mut self, now_ms: u32, datagram: Bytes) -> Result<InputReport, InputError> {
+        if let Some(conv) = Datagram::check_acks(&datagram) {
+            return self.input_acks(now_ms, &datagram, conv);
+        }
         // Segments of one size (ACKs, a bulk sender's same-size messages): they start
         // every `stride` bytes, checked without a walk.
         if let Some((first, stride, count)) = Datagram::check_uniform(&datagram) {
@@ -475,6 +480,9 @@ impl Arq {
     /// [`input_bytes`](Self::input_bytes) is, which keeps the datagram's own buffer
     /// instead of copying (BENCHMARKS.md has both).
     pub fn input_slice(&mut self, now_ms: u32, datagram: &[u8]) -> Result<InputReport, InputError> {
+        if let Some(conv) = Datagram::check_acks(datagram) {
+            return self.input_acks(now_ms, datagram, conv);
+        }
         if let Some((first, stride, count)) = Datagram::check_uniform(datagram) {
             let offset = |i| Some(i * stride);
             return self.input_copied(now_ms, datagram, first.conv, count, offset);
@@ -493,6 +501,36 @@ impl Arq {
         }
         let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
         self.input_copied(now_ms, datagram, first.conv, count, offset)
+    }
+
+    /// Takes in a datagram of ACKs of `conv` ([`Datagram::check_acks`]): what
+    /// [`input_segment`](Self::input_segment) does for each of them, in a loop that
+    /// reads only the fields an ACK uses and counts them once. Out of line: the data
+    /// path of [`input_bytes`](Self::input_bytes) stays as lean as it was.
+    #[inline(never)]
+    fn input_acks(
+        &mut self,
+        now_ms: u32,
+        datagram: &[u8],
+        conv: u32,
+    ) -> Result<InputReport, InputError> {
+        self.begin_input(now_ms, conv)?;
+        let una_before = self.sending.una();
+        let mut max_ack = None;
+        let mut acks = 0;
+        for raw in datagram.chunks_exact(HEADER_LEN) {
+            let Some(raw) = raw.first_chunk() else {
+                continue;
+            };
+            let ack = ack_fields(raw);
+            self.remote_window = u32::from(ack.wnd);
+            self.sending.ack_below(ack.una);
+            self.take_ack(ack.sn, ack.ts, &mut max_ack);
+            acks += 1;
+        }
+        count_hot!(self, acks_in, acks);
+        let tally = Tally { data: 0, acks };
+        Ok(self.end_input(una_before, max_ack, tally))
     }
 
     /// Takes in the `count` segments of a checked, lent `datagram` of `conv`, segment `i`
@@ -662,7 +700,14 @@ impl Arq {
     #[inline(always)]
     fn on_ack(&mut self, header: &Header, max_ack: &mut Option<(u32, u32)>) {
         count_hot!(self, acks_in);
-        let rtt = diff(self.current, header.ts);
+        self.take_ack(header.sn, header.ts, max_ack);
+    }
+
+    /// An ACK of `sn` echoing `ts` (`ikcp_update_ack`, `ikcp_parse_ack`); `max_ack` is
+    /// the datagram's newest ACK so far, for fast retransmission.
+    #[inline(always)]
+    fn take_ack(&mut self, sn: u32, ts: u32, max_ack: &mut Option<(u32, u32)>) {
+        let rtt = diff(self.current, ts);
         if rtt >= 0 {
             self.rtt.on_sample(
                 rtt,
@@ -670,18 +715,17 @@ impl Arq {
                 min_rto(self.config.nodelay != 0),
             );
         }
-        let newly_acked = self.sending.ack(header.sn);
+        let newly_acked = self.sending.ack(sn);
         if self.config.recent_ack && newly_acked && rtt >= 0 {
-            self.recent_ack
-                .on_delivered(header.sn, header.ts, rtt as u32);
+            self.recent_ack.on_delivered(sn, ts, rtt as u32);
         }
         *max_ack = match *max_ack {
-            None => Some((header.sn, header.ts)),
-            Some((sn, ts))
-                if diff(header.sn, sn) > 0
-                    && (!self.config.fastack_conserve || diff(header.ts, ts) > 0) =>
+            None => Some((sn, ts)),
+            Some((max_sn, max_ts))
+                if diff(sn, max_sn) > 0
+                    && (!self.config.fastack_conserve || diff(ts, max_ts) > 0) =>
             {
-                Some((header.sn, header.ts))
+                Some((sn, ts))
             }
             kept => kept,
         };

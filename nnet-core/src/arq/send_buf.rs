@@ -244,12 +244,18 @@ impl SendBuffer {
     }
 
     /// The peer acknowledged `sn` (`ikcp_parse_ack`); `false` if it was not in flight.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ack(&mut self, sn: u32) -> bool {
         let offset = diff(sn, self.una);
         if offset < 0 || offset as usize >= self.sent() {
             return false;
         }
+        self.ack_in_flight(offset as usize)
+    }
+
+    /// [`ack`](Self::ack) of the segment `offset` places after `una`, in flight.
+    #[inline(never)]
+    fn ack_in_flight(&mut self, offset: usize) -> bool {
         if offset == 0 {
             // The oldest segment: the front is never an acknowledged one, so it goes.
             self.slots.pop_front();
@@ -258,7 +264,7 @@ impl SendBuffer {
             self.pop_acked_front();
             return true;
         }
-        match self.slots.get_mut(offset as usize) {
+        match self.slots.get_mut(offset) {
             Some(segment) if !segment.acked => {
                 segment.acked = true;
                 // A message's last fragment holds its bytes until the fragments before

@@ -912,3 +912,66 @@ fn input_slice_takes_in_what_input_bytes_does() {
     assert!(refused.is_err(), "a cut datagram is refused");
     assert_eq!(by_slice.stats().datagrams_refused, 1);
 }
+
+/// Datagrams of ACKs only take a loop of their own in `input_bytes` and `input_slice`;
+/// it must leave the sender as the general per-segment path (`input`) does: the same
+/// RTT estimate, the same segments acknowledged, the same fast-retransmit hints (some
+/// ACKs arrive out of order over a hole) and the same report.
+#[test]
+fn ack_datagrams_are_taken_in_like_any_other() {
+    let config = ArqConfig {
+        recent_ack: true,
+        send_window: 128,
+        recv_window: 128,
+        ..fast()
+    };
+    let mut senders: Vec<Arq> = (0..3)
+        .map(|_| Arq::new(CONV, &config).expect("config"))
+        .collect();
+    let mut receiver = Arq::new(CONV, &config).expect("config");
+    let mut ack_only = 0;
+    for round in 0..6u32 {
+        let start = 40 * round;
+        let mut sent = Vec::new();
+        for sender in &mut senders {
+            for i in 0..80 {
+                sender.send(message(i, 1 + i * 13 % 900)).expect("send");
+            }
+            sent = flush_at(sender, start);
+        }
+        // In the first round every fifth datagram is lost: the ACKs of the later ones
+        // jump the holes.
+        for (i, datagram) in sent.into_iter().enumerate() {
+            if round > 0 || i % 5 != 2 {
+                receiver.input_bytes(start + 7, datagram).expect("valid");
+            }
+        }
+        while receiver.recv().is_some() {}
+        let acks = flush_at(&mut receiver, start + 9);
+        ack_only += acks
+            .iter()
+            .filter(|d| Datagram::check_acks(d) == Some(CONV))
+            .count();
+        for ack in acks {
+            let [general, by_bytes, by_slice] = &mut senders[..] else {
+                unreachable!("three senders");
+            };
+            let parsed = Datagram::parse(ack.clone()).expect("valid");
+            let one = general.input(start + 20, &parsed).expect("valid");
+            assert_eq!(by_bytes.input_bytes(start + 20, ack.clone()), Ok(one));
+            assert_eq!(by_slice.input_slice(start + 20, &ack), Ok(one));
+        }
+        let after: Vec<_> = senders
+            .iter_mut()
+            .map(|s| {
+                let state = (s.srtt_ms(), s.rttvar_ms(), s.rto_ms(), s.in_flight());
+                (state, s.stats(), flush_at(s, start + 30))
+            })
+            .collect();
+        assert_eq!(after[0], after[1], "input_bytes, round {round}");
+        assert_eq!(after[0], after[2], "input_slice, round {round}");
+    }
+    assert!(ack_only > 3, "{ack_only} datagrams of ACKs only");
+    let stats = senders[0].stats();
+    assert!(stats.fast_retransmits > 0, "out-of-order ACKs: {stats:?}");
+}

@@ -86,6 +86,10 @@ impl Datagram {
         }
         let first = Header::from_array(raw).ok()?;
         let stride = HEADER_LEN.checked_add(usize::try_from(first.len).ok()?)?;
+        if stride == bytes.len() {
+            // One segment (a large message's datagram): no division.
+            return Some((first, stride, 1));
+        }
         let count = bytes.len() / stride;
         if count * stride != bytes.len() {
             return None;
@@ -99,6 +103,25 @@ impl Datagram {
             same &= (word(raw, 0) == first.conv) & is_plain(raw[4]) & (word(raw, 20) == first.len);
         }
         same.then_some((first, stride, count))
+    }
+
+    /// Checks `bytes` like [`parse`](Self::parse) when it is made only of ACK
+    /// segments of one conv (what a receiver's flush sends): returns that conv, `None`
+    /// if `bytes` is not of that shape (valid or not). The segments start every 24
+    /// bytes; read them with [`ack_fields`]. One pass of independent loads.
+    #[inline]
+    pub(crate) fn check_acks(bytes: &[u8]) -> Option<u32> {
+        let first = bytes.first_chunk::<HEADER_LEN>()?;
+        if first[4] != Cmd::Ack as u8 || bytes.len() % HEADER_LEN != 0 {
+            return None;
+        }
+        let conv = u32_at(first, 0);
+        let mut same = true;
+        for raw in bytes.chunks_exact(HEADER_LEN) {
+            let raw = raw.first_chunk::<HEADER_LEN>()?;
+            same &= (u32_at(raw, 0) == conv) & (raw[4] == Cmd::Ack as u8) & (u32_at(raw, 20) == 0);
+        }
+        same.then_some(conv)
     }
 
     /// The datagram of `bytes`, which [`check_recording`](Self::check_recording)
@@ -330,6 +353,33 @@ fn validate(bytes: &[u8], record: &mut [u32]) -> Result<(Header, usize), WireErr
     Ok((first, count))
 }
 
+/// The little-endian `u32` at `at` of a header.
+#[inline(always)]
+fn u32_at(raw: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
+}
+
+/// What an ACK segment says besides its conv, command and (zero) length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AckFields {
+    pub wnd: u16,
+    pub ts: u32,
+    pub sn: u32,
+    pub una: u32,
+}
+
+/// The fields of the ACK segment `raw` (of a datagram [`Datagram::check_acks`]
+/// accepted).
+#[inline(always)]
+pub(crate) fn ack_fields(raw: &[u8; HEADER_LEN]) -> AckFields {
+    AckFields {
+        wnd: u16::from_le_bytes([raw[6], raw[7]]),
+        ts: u32_at(raw, 8),
+        sn: u32_at(raw, 12),
+        una: u32_at(raw, 16),
+    }
+}
+
 /// Whether `cmd` is one of the plain KCP commands (PUSH, ACK, WASK, WINS).
 #[inline(always)]
 fn is_plain(cmd: u8) -> bool {
@@ -507,6 +557,45 @@ mod tests {
         short.pop();
         assert_eq!(Datagram::check_uniform(&short), None);
         assert!(Datagram::parse(Bytes::from(short)).is_err());
+    }
+
+    #[test]
+    fn ack_only_datagrams_are_recognised_in_one_pass() {
+        let acks: Vec<u8> = (0..5)
+            .flat_map(|sn| segment(7, Cmd::Ack, sn, &[]))
+            .collect();
+        assert_eq!(Datagram::check_acks(&acks), Some(7));
+        assert_eq!(Datagram::check_acks(&acks[..HEADER_LEN]), Some(7));
+        let fields = acks
+            .first_chunk::<HEADER_LEN>()
+            .map(ack_fields)
+            .unwrap_or_else(|| panic!("one ACK"));
+        assert_eq!(
+            fields,
+            AckFields {
+                wnd: 32,
+                ts: 5,
+                sn: 0,
+                una: 0
+            }
+        );
+        // Anything else is left to the other checks.
+        assert_eq!(Datagram::check_acks(&[]), None);
+        let mut with_data = acks.clone();
+        with_data.extend_from_slice(&segment(7, Cmd::Push, 9, &[]));
+        assert_eq!(Datagram::check_acks(&with_data), None);
+        let mut other_conv = acks.clone();
+        other_conv.extend_from_slice(&segment(8, Cmd::Ack, 9, &[]));
+        assert_eq!(Datagram::check_acks(&other_conv), None);
+        // An ACK with a payload that looks like one more ACK.
+        let mut padded = segment(7, Cmd::Ack, 1, &segment(7, Cmd::Ack, 2, &[]));
+        assert_eq!(Datagram::check_acks(&padded), None);
+        assert!(Datagram::parse(Bytes::from(padded.clone())).is_ok());
+        padded.truncate(HEADER_LEN + 5);
+        assert_eq!(Datagram::check_acks(&padded), None);
+        let mut short = acks;
+        short.pop();
+        assert_eq!(Datagram::check_acks(&short), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod path;
 mod segment;
 
 pub use control::{fin, kick, ping, pong, FinReason, KICK_PAYLOAD_LEN};
+pub(crate) use datagram::ack_fields;
 pub use datagram::{Datagram, Segments};
 pub use error::WireError;
 pub use header::{peek_conv, Cmd, Header, HEADER_LEN};
