@@ -450,6 +450,9 @@ impl Arq {
         // Segments of one size (ACKs, a bulk sender's same-size messages): they start
         // every `stride` bytes, checked without a walk.
         if let Some((first, stride, count)) = Datagram::check_uniform(&datagram) {
+            if count == 1 {
+                return self.input_single(now_ms, datagram, first);
+            }
             let offset = |i| Some(i * stride);
             let intake = self.input_but_last(now_ms, &datagram, first.conv, count, offset)?;
             return Ok(self.input_last(datagram, intake));
@@ -501,6 +504,30 @@ impl Arq {
         }
         let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
         self.input_copied(now_ms, datagram, first.conv, count, offset)
+    }
+
+    /// Takes in a datagram of one plain KCP segment (a large message's fragment), whose
+    /// `header` [`Datagram::check_uniform`] read: the segment's payload is the
+    /// datagram's own handle, advanced.
+    #[inline(always)]
+    fn input_single(
+        &mut self,
+        now_ms: u32,
+        datagram: Bytes,
+        header: Header,
+    ) -> Result<InputReport, InputError> {
+        self.begin_input(now_ms, header.conv)?;
+        let una_before = self.sending.una();
+        let mut max_ack = None;
+        let len = header.len as usize;
+        let payload = LastPart {
+            datagram,
+            at: HEADER_LEN,
+            len,
+        };
+        let mut tally = Tally::default();
+        tally.add(self.input_segment(&header, payload, &mut max_ack));
+        Ok(self.end_input(una_before, max_ack, tally))
     }
 
     /// Takes in a datagram of ACKs of `conv` ([`Datagram::check_acks`]): what
@@ -732,7 +759,7 @@ impl Arq {
     }
 
     /// A data segment; its payload is taken from `payload` only if it is stored.
-    #[inline]
+    #[inline(always)]
     fn on_data(&mut self, header: &Header, payload: impl Source) {
         count_hot!(self, data_segments_in);
         if !self.received.below_window_end(header.sn) {
