@@ -114,6 +114,17 @@ impl Output {
         self.current.extend_from_slice(payload);
     }
 
+    /// [`push`](Self::push) of a segment without payload or extra bytes (an ACK).
+    #[inline(always)]
+    pub(crate) fn push_header(
+        &mut self,
+        finish: &mut impl Finish,
+        header: [u8; HEADER_LEN],
+        mtu: usize,
+    ) {
+        self.begin_segment(finish, header, &[], 0, mtu);
+    }
+
     /// [`push`](Self::push) of a data segment. An inline payload is copied as its whole
     /// 64-byte array (a copy of fixed size, without a call), and the bytes past its
     /// length are cut off again.
