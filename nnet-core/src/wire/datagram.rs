@@ -111,17 +111,11 @@ impl Datagram {
     /// bytes; read them with [`ack_fields`]. One pass of independent loads.
     #[inline]
     pub(crate) fn check_acks(bytes: &[u8]) -> Option<u32> {
-        let first = bytes.first_chunk::<HEADER_LEN>()?;
-        if first[4] != Cmd::Ack as u8 || bytes.len() % HEADER_LEN != 0 {
+        // Only the first command byte is tested inline: a data datagram leaves at once.
+        if bytes.get(4) != Some(&(Cmd::Ack as u8)) {
             return None;
         }
-        let conv = u32_at(first, 0);
-        let mut same = true;
-        for raw in bytes.chunks_exact(HEADER_LEN) {
-            let raw = raw.first_chunk::<HEADER_LEN>()?;
-            same &= (u32_at(raw, 0) == conv) & (raw[4] == Cmd::Ack as u8) & (u32_at(raw, 20) == 0);
-        }
-        same.then_some(conv)
+        acks_conv(bytes)
     }
 
     /// The datagram of `bytes`, which [`check_recording`](Self::check_recording)
@@ -357,6 +351,22 @@ fn validate(bytes: &[u8], record: &mut [u32]) -> Result<(Header, usize), WireErr
 #[inline(always)]
 fn u32_at(raw: &[u8; HEADER_LEN], at: usize) -> u32 {
     u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
+}
+
+/// The rest of [`Datagram::check_acks`], out of line (once per datagram of ACKs).
+#[inline(never)]
+fn acks_conv(bytes: &[u8]) -> Option<u32> {
+    let segments = bytes.chunks_exact(HEADER_LEN);
+    if !segments.remainder().is_empty() {
+        return None;
+    }
+    let conv = u32_at(bytes.first_chunk()?, 0);
+    let mut same = true;
+    for raw in segments {
+        let raw = raw.first_chunk::<HEADER_LEN>()?;
+        same &= (u32_at(raw, 0) == conv) & (raw[4] == Cmd::Ack as u8) & (u32_at(raw, 20) == 0);
+    }
+    same.then_some(conv)
 }
 
 /// What an ACK segment says besides its conv, command and (zero) length.
