@@ -12,6 +12,13 @@
 //!
 //! The timings are wall-clock reads around whole phases of a step (a few per 256
 //! messages): a profile of where the benchmark's time goes, not a benchmark.
+//!
+//! Instructions per message, exact and the same on every run (useful where the clock
+//! is noisy): run the built example under callgrind, `valgrind --tool=callgrind
+//! --callgrind-out-file=cg.out target/release/examples/phases 1024` (a minute), then
+//! divide the inclusive counts of `phases::run_nnet` and `phases::run_c` that
+//! `callgrind_annotate --inclusive=yes cg.out` lists by the message counts the example
+//! prints last. Under valgrind, glibc copies with AVX2, not AVX-512.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -36,6 +43,8 @@ struct Phases<const N: usize> {
     names: [&'static str; N],
     spent: [Duration; N],
     messages: u64,
+    /// Messages delivered by every step, warm-up included.
+    all_messages: u64,
 }
 
 impl<const N: usize> Phases<N> {
@@ -44,6 +53,7 @@ impl<const N: usize> Phases<N> {
             names,
             spent: [Duration::ZERO; N],
             messages: 0,
+            all_messages: 0,
         }
     }
 
@@ -99,6 +109,7 @@ fn flush_into(from: &mut Arq, to: &mut Arq, now: u32, lend: bool) -> Instant {
 /// `send_slice` and its datagrams are lent, a larger one goes in as `Bytes` and its
 /// datagrams are handed over as `Bytes`; received messages are lent where they lie
 /// (`recv_with` for messages of one segment, `recv_parts` for larger ones).
+#[inline(never)]
 fn run_nnet(messages: &[Bytes], fragments: usize) -> Phases<6> {
     let config = ArqConfig {
         send_window: WINDOW,
@@ -147,6 +158,7 @@ fn run_nnet(messages: &[Bytes], fragments: usize) -> Phases<6> {
         marks[4] = Instant::now();
         marks[5] = flush_into(&mut rx, &mut tx, now, lend);
         marks[6] = Instant::now();
+        phases.all_messages += received;
         if step >= WARM_UP_STEPS {
             phases.add(&marks, received);
         }
@@ -157,6 +169,7 @@ fn run_nnet(messages: &[Bytes], fragments: usize) -> Phases<6> {
 
 /// The C KCP: `ikcp_send` copies, the output callback calls the peer's `ikcp_input`,
 /// `ikcp_recv` copies into a reused buffer (what the benchmark does).
+#[inline(never)]
 fn run_c(messages: &[Bytes], fragments: usize) -> Phases<4> {
     let config = CKcpConfig {
         send_window: u32::from(WINDOW),
@@ -192,6 +205,7 @@ fn run_c(messages: &[Bytes], fragments: usize) -> Phases<4> {
         marks[3] = Instant::now();
         rx.update_with(now, |datagram| tx.input(datagram).expect("valid datagram"));
         marks[4] = Instant::now();
+        phases.all_messages += received;
         if step >= WARM_UP_STEPS {
             phases.add(&marks, received);
         }
@@ -252,6 +266,10 @@ fn main() {
     for (phase, name) in nnet.names.iter().enumerate() {
         println!("  {name:22} {:7.1}", nnet.per_message(phase));
     }
+    println!(
+        "messages, warm-up included (to divide instruction counts by): nnet {}, C KCP {}",
+        nnet.all_messages, c.all_messages
+    );
     let gib = |ns: f64| size as f64 / ns / 1.073_741_824;
     println!(
         "throughput: nnet {:.2} GiB/s, C KCP {:.2} GiB/s",
