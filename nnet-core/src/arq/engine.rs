@@ -408,19 +408,21 @@ impl Arq {
         loop {
             let window_was_full = self.received.ready_len() as u32 >= self.received.window();
             let skip_empty = self.config.reserve_empty_messages;
-            let join_held = &mut self.join_held;
+            let mut was_joined = false;
             let join = joined.then_some(&mut self.join);
             let taken = self.received.take_message(join, |message| {
-                if let Message::Joined(_) = message {
-                    *join_held = true;
-                }
+                was_joined = matches!(message, Message::Joined(_));
                 if skip_empty && message.is_empty() {
                     return None;
                 }
                 take.take().map(|take| take(message))
             })?;
-            // A joined message was lent or split off: the buffer is empty for the next.
-            self.join.clear();
+            if was_joined {
+                // A joined message was lent or split off: the buffer is empty for the
+                // next. (Not touched otherwise: its line is cold.)
+                self.join_held = true;
+                self.join.clear();
+            }
             self.received.promote();
             if window_was_full && (self.received.ready_len() as u32) < self.received.window() {
                 self.probe |= ASK_TELL;
@@ -457,6 +459,14 @@ impl Arq {
             let intake = self.input_but_last(now_ms, &datagram, first.conv, count, offset)?;
             return Ok(self.input_last(datagram, intake));
         }
+        self.input_walked(now_ms, datagram)
+    }
+
+    /// [`input_bytes`](Self::input_bytes) of a datagram whose segments are not all of
+    /// one size: each is found from the one before. Out of line, so that its table of
+    /// offsets does not weigh on the common paths.
+    #[inline(never)]
+    fn input_walked(&mut self, now_ms: u32, datagram: Bytes) -> Result<InputReport, InputError> {
         let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
         let (first, count, recorded) = match Datagram::check_recording(&datagram, &mut offsets) {
             Ok(checked) => checked,
