@@ -22,6 +22,9 @@
 //!   [`Arq::recv_with`]: a copy that small costs less than the atomic reference-count
 //!   updates of a shared slice;
 //! - outgoing datagrams share one buffer allocation instead of one per segment;
+//! - input checks the common shapes of a datagram in one pass of independent loads
+//!   (ACKs only, what a receiver's flush sends; segments of one size, what a bulk
+//!   sender's flush sends) and takes each in by a loop of its own;
 //! - [`Arq::check`] is O(1);
 //! - buffers are released when idle, so an idle engine costs a few hundred bytes; the
 //!   emptied ones ([`Buffers`]) can be handed to another engine (a server's pool).
