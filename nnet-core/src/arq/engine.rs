@@ -945,25 +945,15 @@ impl Arq {
         let raw = template.to_bytes();
         let mtu = self.config.mtu;
         // Two loops rather than a chain: no state to test per ACK.
-        let mut count = 0;
+        let (mut count, mut last) = (0, (0, 0));
         for &ack in self.repeated.due().iter().filter(held) {
             out.push_header(finish, ack_header(raw, ack), mtu);
-            count += 1;
+            (count, last) = (count + 1, ack);
         }
         for &ack in &self.acks {
             out.push_header(finish, ack_header(raw, ack), mtu);
-            count += 1;
+            (count, last) = (count + 1, ack);
         }
-        let last = match self.acks.last() {
-            Some(&last) => last,
-            None => self
-                .repeated
-                .due()
-                .iter()
-                .rfind(held)
-                .copied()
-                .unwrap_or((0, 0)),
-        };
         count_hot!(self, acks_out, count);
         self.acks.clear();
         // Held above a gap, no `una` covers them if these ACKs are lost: once more next
