@@ -994,7 +994,7 @@ impl Arq {
                     ts,
                     ..*template
                 };
-                out.push(finish, probe.to_bytes(), &[], &[], self.config.mtu);
+                out.push_header(finish, probe.to_bytes(), self.config.mtu);
             }
         }
         self.probe = 0;

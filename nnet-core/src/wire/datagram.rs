@@ -5,6 +5,7 @@ use std::iter::FusedIterator;
 
 use bytes::Bytes;
 
+use super::header::u32_at;
 use super::{
     Announce, Cmd, Header, Segment, WireError, HEADER_LEN, KICK_PAYLOAD_LEN, NEW_EXTRA_LEN,
 };
@@ -94,13 +95,11 @@ impl Datagram {
         if count * stride != bytes.len() {
             return None;
         }
-        let word = |raw: &[u8; HEADER_LEN], at: usize| {
-            u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
-        };
         let mut same = true;
         for segment in bytes.chunks_exact(stride).skip(1) {
             let raw = segment.first_chunk::<HEADER_LEN>()?;
-            same &= (word(raw, 0) == first.conv) & is_plain(raw[4]) & (word(raw, 20) == first.len);
+            same &=
+                (u32_at(raw, 0) == first.conv) & is_plain(raw[4]) & (u32_at(raw, 20) == first.len);
         }
         same.then_some((first, stride, count))
     }
@@ -347,12 +346,6 @@ fn validate(bytes: &[u8], record: &mut [u32]) -> Result<(Header, usize), WireErr
     Ok((first, count))
 }
 
-/// The little-endian `u32` at `at` of a header.
-#[inline(always)]
-fn u32_at(raw: &[u8; HEADER_LEN], at: usize) -> u32 {
-    u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
-}
-
 /// The rest of [`Datagram::check_acks`], out of line (once per datagram of ACKs).
 #[inline(never)]
 fn acks_conv(bytes: &[u8]) -> Option<u32> {
@@ -405,7 +398,7 @@ fn next_segment(bytes: &[u8], offset: usize) -> Result<usize, WireError> {
         .and_then(<[u8]>::first_chunk::<HEADER_LEN>)
     {
         let available = bytes.len() - offset - HEADER_LEN;
-        let len = u32::from_le_bytes([raw[20], raw[21], raw[22], raw[23]]);
+        let len = u32_at(raw, 20);
         if is_plain(raw[4]) && u64::from(len) <= available as u64 {
             return Ok(offset + HEADER_LEN + len as usize);
         }

@@ -108,17 +108,15 @@ impl Header {
     /// Decodes the 24 header bytes `raw`; fails only on an unknown command byte.
     #[inline]
     pub(crate) fn from_array(raw: &[u8; HEADER_LEN]) -> Result<Header, WireError> {
-        let u32_at =
-            |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
         Ok(Header {
-            conv: u32_at(0),
+            conv: u32_at(raw, 0),
             cmd: Cmd::try_from(raw[4])?,
             frg: raw[5],
             wnd: u16::from_le_bytes([raw[6], raw[7]]),
-            ts: u32_at(8),
-            sn: u32_at(12),
-            una: u32_at(16),
-            len: u32_at(20),
+            ts: u32_at(raw, 8),
+            sn: u32_at(raw, 12),
+            una: u32_at(raw, 16),
+            len: u32_at(raw, 20),
         })
     }
 
@@ -147,6 +145,12 @@ impl Header {
         }
         raw
     }
+}
+
+/// The little-endian `u32` at byte `at` of the header bytes `raw` (`at` at most 20).
+#[inline(always)]
+pub(super) fn u32_at(raw: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
 }
 
 /// Reads the conv of a datagram (its first four bytes), without parsing the rest.
