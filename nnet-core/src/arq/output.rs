@@ -90,7 +90,9 @@ pub(crate) struct Output {
     ready: VecDeque<Bytes>,
     /// Datagrams the last reservation made room for.
     block: usize,
-    /// Address up to which [`prepare_next`](Self::prepare_next) has prefetched.
+    /// Address up to which [`prepare_next`](Self::prepare_next) has prefetched. Only a
+    /// hint: once the buffer moves to a new block it is stale, and at worst a few lines
+    /// are not prefetched.
     prefetched_to: usize,
 }
 
