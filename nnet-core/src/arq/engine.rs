@@ -950,9 +950,9 @@ impl Arq {
             out.push_header(finish, ack_header(raw, ack), mtu);
             (count, last) = (count + 1, ack);
         }
-        for &ack in &self.acks {
-            out.push_header(finish, ack_header(raw, ack), mtu);
-            (count, last) = (count + 1, ack);
+        if let Some(&ack) = self.acks.last() {
+            out.push_headers(finish, &self.acks, |&ack| ack_header(raw, ack), mtu);
+            (count, last) = (count + self.acks.len() as u32, ack);
         }
         count_hot!(self, acks_out, count);
         self.acks.clear();

@@ -127,6 +127,43 @@ impl Output {
         self.begin_segment(finish, header, &[], 0, mtu);
     }
 
+    /// [`push_header`](Self::push_header) of one segment per item, whose bytes
+    /// `header` makes: each datagram's run of them is written after one room check,
+    /// not one per segment (a flush of ACKs writes hundreds).
+    #[inline(always)]
+    pub(crate) fn push_headers<F: Finish, T>(
+        &mut self,
+        finish: &mut F,
+        items: &[T],
+        header: impl Fn(&T) -> [u8; HEADER_LEN],
+        mtu: usize,
+    ) {
+        let mut rest = items;
+        while !rest.is_empty() {
+            let len = self.current.len();
+            if len + HEADER_LEN > mtu && len != 0 {
+                self.cut(finish);
+                if F::KEEPS_DATAGRAMS {
+                    self.prepare_next(mtu);
+                }
+            }
+            let start = self.current.len();
+            let run = (mtu.saturating_sub(start) / HEADER_LEN).clamp(1, rest.len());
+            let (now, later) = rest.split_at(run);
+            let need = run * HEADER_LEN;
+            if self.current.capacity() - start < need {
+                self.grow(need, mtu);
+            }
+            self.current.resize(start + need, 0);
+            if let Some(room) = self.current.get_mut(start..) {
+                for (at, item) in room.chunks_exact_mut(HEADER_LEN).zip(now) {
+                    at.copy_from_slice(&header(item));
+                }
+            }
+            rest = later;
+        }
+    }
+
     /// [`push`](Self::push) of a data segment. An inline payload is copied as its whole
     /// 64-byte array (a copy of fixed size, without a call), and the bytes past its
     /// length are cut off again.
@@ -336,6 +373,41 @@ mod tests {
             flush(&mut bulk, 1);
         }
         assert_eq!(bulk.block, 1, "back to one datagram's room");
+    }
+
+    #[test]
+    fn runs_of_headers_are_cut_like_headers_one_by_one() {
+        // After a data segment or none, runs shorter than, equal to and longer than a
+        // datagram's room, with an MTU that is and one that is not a multiple of 24.
+        for mtu in [HEADER_LEN * 4, 100, MTU] {
+            for lead in [0, 30] {
+                for count in [0, 1, 3, 4, 5, 58, 59, 200] {
+                    let headers: Vec<[u8; HEADER_LEN]> =
+                        (0..count).map(|i| [i as u8; HEADER_LEN]).collect();
+                    let (mut one_by_one, mut runs) = (Output::default(), Output::default());
+                    for out in [&mut one_by_one, &mut runs] {
+                        if lead > 0 {
+                            out.push(&mut Queue, [9; HEADER_LEN], &[], &[7; 30], mtu);
+                        }
+                    }
+                    for header in &headers {
+                        one_by_one.push_header(&mut Queue, *header, mtu);
+                    }
+                    runs.push_headers(&mut Queue, &headers, |h| *h, mtu);
+                    one_by_one.cut(&mut Queue);
+                    runs.cut(&mut Queue);
+                    let taken = |out: &mut Output| std::iter::from_fn(|| out.pop()).collect();
+                    let expected: Vec<Bytes> = taken(&mut one_by_one);
+                    assert_eq!(
+                        taken(&mut runs),
+                        expected,
+                        "mtu {mtu}, lead {lead}, {count} headers"
+                    );
+                    let total: usize = expected.iter().map(Bytes::len).sum();
+                    assert_eq!(total, lead.min(1) * (HEADER_LEN + 30) + count * HEADER_LEN);
+                }
+            }
+        }
     }
 
     #[test]
