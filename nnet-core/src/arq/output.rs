@@ -140,20 +140,12 @@ impl Output {
     ) {
         let mut rest = items;
         while !rest.is_empty() {
-            let len = self.current.len();
-            if len + HEADER_LEN > mtu && len != 0 {
-                self.cut(finish);
-                if F::KEEPS_DATAGRAMS {
-                    self.prepare_next(mtu);
-                }
-            }
+            self.cut_if_full(finish, HEADER_LEN, mtu);
             let start = self.current.len();
             let run = (mtu.saturating_sub(start) / HEADER_LEN).clamp(1, rest.len());
             let (now, later) = rest.split_at(run);
             let need = run * HEADER_LEN;
-            if self.current.capacity() - start < need {
-                self.grow(need, mtu);
-            }
+            self.ensure_room(need, mtu);
             self.current.resize(start + need, 0);
             if let Some(room) = self.current.get_mut(start..) {
                 for (at, item) in room.chunks_exact_mut(HEADER_LEN).zip(now) {
@@ -202,6 +194,19 @@ impl Output {
         mtu: usize,
     ) {
         let need = HEADER_LEN + extra.len() + payload_len;
+        self.cut_if_full(finish, need, mtu);
+        self.ensure_room(need, mtu);
+        self.current.extend_from_slice(&header);
+        if !extra.is_empty() {
+            self.current.extend_from_slice(extra);
+        }
+    }
+
+    /// Ends the current datagram if `need` more bytes would take it past `mtu` (a
+    /// datagram holds at least one segment, whatever its size), and prefetches the
+    /// next one's room.
+    #[inline(always)]
+    fn cut_if_full<F: Finish>(&mut self, finish: &mut F, need: usize, mtu: usize) {
         let len = self.current.len();
         if len + need > mtu && len != 0 {
             self.cut(finish);
@@ -209,12 +214,14 @@ impl Output {
                 self.prepare_next(mtu);
             }
         }
+    }
+
+    /// Makes sure the buffer has room for `need` more bytes ([`grow`](Self::grow)
+    /// if not).
+    #[inline(always)]
+    fn ensure_room(&mut self, need: usize, mtu: usize) {
         if self.current.capacity() - self.current.len() < need {
             self.grow(need, mtu);
-        }
-        self.current.extend_from_slice(&header);
-        if !extra.is_empty() {
-            self.current.extend_from_slice(extra);
         }
     }
 
