@@ -44,6 +44,11 @@ const INITIAL_REMOTE_WINDOW: u32 = 128;
 const ASK_SEND: u8 = 1;
 /// `probe` flag: send a WINS.
 const ASK_TELL: u8 = 2;
+/// How many segments ahead of the one it writes the flush prefetches a payload
+/// ([`SendBuffer::unacked_for_flush`](super::send_buf::SendBuffer::unacked_for_flush)):
+/// four gave the 1 KiB throughput row 6-8 % on an AMD Zen 5 VM, two 1-5 %, one
+/// nothing, six and eight 4 % (BENCHMARKS.md, session 13).
+const PAYLOAD_PREFETCH_AHEAD: usize = 4;
 
 /// What one accepted datagram did, for the session layer above.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1020,7 +1025,7 @@ impl Arq {
         let plan = self.data_plan(template);
         let mut outcome = FlushOutcome::default();
         let mut pieces_from = None;
-        for (sn, segment) in self.sending.iter_unacked_mut() {
+        for (sn, segment) in self.sending.unacked_for_flush(PAYLOAD_PREFETCH_AHEAD) {
             if matches!(segment.data, Payload::Piece { .. }) {
                 // A fragment whose bytes are in a later slot: from here, the walk
                 // that can read other slots.
