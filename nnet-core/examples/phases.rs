@@ -18,7 +18,8 @@
 //! --callgrind-out-file=cg.out target/release/examples/phases 1024` (a minute), then
 //! divide the inclusive counts of `phases::run_nnet` and `phases::run_c` that
 //! `callgrind_annotate --inclusive=yes cg.out` lists by the message counts the example
-//! prints last. Under valgrind, glibc copies with AVX2, not AVX-512.
+//! prints last. Under valgrind, glibc copies with AVX2, not AVX-512, and the CPU says
+//! it is an Intel, so the output's write-ahead prefetch runs whatever the real CPU.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
