@@ -41,9 +41,8 @@ pub(crate) fn prefetch_lines<T: ?Sized>(value: &T, lines: Range<usize>, level: L
 /// pays on the CPU this process runs on. It does on Intel cores, where an atomic
 /// operation waits for the stores before it to reach L1: the 1 KiB throughput row gained
 /// 6.7 % from the output's write-ahead on an Intel VM (BENCHMARKS.md, session 7). It
-/// does not on AMD's Zen 5, whose L1 takes stores that miss without making the atomic
-/// wait as long: the same prefetch cost that row 5 % there (session 13). So: Intel
-/// only, and never outside x86-64.
+/// does not on AMD's Zen 5: the same prefetch cost that row 5 % on an AMD VM (session
+/// 13). So: Intel only, and never outside x86-64.
 ///
 /// Reads the CPU's vendor once per process (`CPUID`, a trap to the hypervisor in a VM);
 /// later calls cost one load. Changes no output of the engine, only its speed.

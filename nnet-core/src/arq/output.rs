@@ -219,7 +219,7 @@ impl Output {
 
     /// Ends the current datagram if `need` more bytes would take it past `mtu` (a
     /// datagram holds at least one segment, whatever its size), and prefetches the
-    /// next one's room.
+    /// next one's room where that pays ([`prepare_next`](Self::prepare_next)).
     #[inline(always)]
     fn cut_if_full<F: Finish>(&mut self, finish: &mut F, need: usize, mtu: usize) {
         let len = self.current.len();

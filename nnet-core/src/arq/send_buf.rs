@@ -55,20 +55,21 @@ impl InFlight {
     }
 }
 
-/// The walk of [`SendBuffer::unacked_for_flush`]: unacknowledged segments in flight
-/// with their sequence numbers, oldest first.
-pub(crate) struct FlushWalk<'a> {
+/// The walk of [`SendBuffer::iter_unacked_mut`] and (with `PREFETCH`)
+/// [`SendBuffer::unacked_for_flush`]: unacknowledged segments in flight with their
+/// sequence numbers, oldest first.
+pub(crate) struct UnackedWalk<'a, const PREFETCH: bool> {
     /// Slots not walked yet, in the ring's first part...
     rest: &'a mut [InFlight],
     /// ... and in its second part (empty while `rest` is).
     later: &'a mut [InFlight],
     /// Sequence number of `rest`'s first slot.
     sn: u32,
-    /// How many slots ahead payloads are prefetched.
+    /// How many slots ahead payloads are prefetched, with `PREFETCH`.
     ahead: usize,
 }
 
-impl FlushWalk<'_> {
+impl<const PREFETCH: bool> UnackedWalk<'_, PREFETCH> {
     /// Prefetches the payload of the slot `ahead` places after the one just stepped
     /// on (which is no longer in `rest`).
     #[inline(always)]
@@ -89,7 +90,7 @@ impl FlushWalk<'_> {
     }
 }
 
-impl<'a> Iterator for FlushWalk<'a> {
+impl<'a, const PREFETCH: bool> Iterator for UnackedWalk<'a, PREFETCH> {
     type Item = (u32, &'a mut InFlight);
 
     #[inline(always)]
@@ -107,7 +108,7 @@ impl<'a> Iterator for FlushWalk<'a> {
             }
             // An inline payload is in its slot already: a flush of small messages
             // does not look ahead at all.
-            if matches!(slot.data, Payload::Shared(_)) {
+            if PREFETCH && matches!(slot.data, Payload::Shared(_)) {
                 self.prefetch_ahead();
             }
             return Some((sn, slot));
@@ -366,14 +367,8 @@ impl SendBuffer {
     }
 
     /// Unacknowledged segments in flight with their sequence numbers, oldest first.
-    pub(crate) fn iter_unacked_mut(&mut self) -> impl Iterator<Item = (u32, &mut InFlight)> {
-        let una = self.una;
-        let sent = self.sent();
-        self.slots
-            .range_mut(..sent)
-            .enumerate()
-            .filter(|(_, s)| !s.acked)
-            .map(move |(i, s)| (una.wrapping_add(i as u32), s))
+    pub(crate) fn iter_unacked_mut(&mut self) -> UnackedWalk<'_, false> {
+        self.walk_unacked(0)
     }
 
     /// [`iter_unacked_mut`](Self::iter_unacked_mut) for the flush: each step also
@@ -383,7 +378,14 @@ impl SendBuffer {
     /// lines already on their way from L3 or memory. Costs one prefetch per 64 bytes of
     /// such payloads, and a few instructions per segment.
     #[inline(always)]
-    pub(crate) fn unacked_for_flush(&mut self, ahead: usize) -> FlushWalk<'_> {
+    pub(crate) fn unacked_for_flush(&mut self, ahead: usize) -> UnackedWalk<'_, true> {
+        self.walk_unacked(ahead)
+    }
+
+    /// The in-flight slots as the ring's two slices, walked (`ahead` is used only
+    /// with `PREFETCH`).
+    #[inline(always)]
+    fn walk_unacked<const PREFETCH: bool>(&mut self, ahead: usize) -> UnackedWalk<'_, PREFETCH> {
         let sent = self.sent();
         let (front, back) = self.slots.as_mut_slices();
         let front_len = front.len().min(sent);
@@ -393,7 +395,7 @@ impl SendBuffer {
             let back_len = (sent - front_len).min(back.len());
             (front, &mut back[..back_len])
         };
-        FlushWalk {
+        UnackedWalk {
             rest: front,
             later: back,
             sn: self.una,
@@ -473,10 +475,10 @@ mod tests {
     }
 
     #[test]
-    fn the_flush_walk_steps_on_what_iter_unacked_mut_yields() {
+    fn the_walks_yield_every_unacked_slot_in_flight() {
         // A ring whose in-flight slots wrap around its end (two slices), with some
-        // acknowledged in the middle and some queued behind, walked with prefetches
-        // at every distance up to past the end.
+        // acknowledged in the middle and some queued behind, walked without prefetches
+        // and with them at every distance up to past the end.
         let mut wrapped = 0;
         for shift in [0, 3, 7] {
             let mut buf = filled(6);
@@ -494,8 +496,13 @@ mod tests {
             if front.len() < buf.sent() && !back.is_empty() {
                 wrapped += 1;
             }
-            let expected: Vec<u32> = buf.iter_unacked_mut().map(|(sn, _)| sn).collect();
+            let expected: Vec<u32> = (0..buf.sent())
+                .filter(|&i| !buf.slots[i].acked)
+                .map(|i| buf.una().wrapping_add(i as u32))
+                .collect();
             assert_eq!(expected.len(), buf.unacked(), "shift {shift}");
+            let walked: Vec<u32> = buf.iter_unacked_mut().map(|(sn, _)| sn).collect();
+            assert_eq!(walked, expected, "shift {shift}, no prefetch");
             for ahead in [0, 1, 4, 20] {
                 let walked: Vec<u32> = buf.unacked_for_flush(ahead).map(|(sn, _)| sn).collect();
                 assert_eq!(walked, expected, "shift {shift}, {ahead} ahead");
