@@ -1,13 +1,14 @@
 //! Arbitrary datagrams, sends and time steps into a pair of ARQ engines: no panic, and
 //! the engine's invariants hold after every step (output within the MTU and valid,
 //! queue within its limit, next deadline within one interval, delivered messages within
-//! what the window can hold).
+//! what the window can hold). Raw datagrams go in one by one or as batches of any
+//! segment size; the peer's output goes out in runs (`poll_transmit`) and in as batches.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use nnet_core::arq::{Arq, ArqConfig};
+use nnet_core::arq::{Arq, ArqConfig, Transmit, MAX_TRANSMIT_BYTES, MAX_TRANSMIT_DATAGRAMS};
 use nnet_core::wire::Datagram;
 
 const CONV: u32 = 0x0102_0304;
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let largest_message = usize::from(config.recv_window) * config.mss();
     let mut now: u32 = u32::MAX - 5_000;
-    let mut to_engine: Vec<Bytes> = Vec::new();
+    let mut to_engine: Vec<Transmit> = Vec::new();
     let mut to_peer: Vec<Bytes> = Vec::new();
     let mut ops = data.iter().skip(1).copied();
     while let Some(op) = ops.next() {
@@ -43,7 +44,14 @@ fuzz_target!(|data: &[u8]| {
                     bytes[..4].copy_from_slice(&CONV.to_le_bytes());
                 }
                 let before = engine.waiting_to_send();
-                if engine.input_bytes(now, Bytes::from(bytes)).is_err() {
+                let refused = if op & 0x10 != 0 {
+                    let segment_size = usize::from(ops.next().unwrap_or(0));
+                    let report = engine.input_batch(now, Bytes::from(bytes), segment_size);
+                    report.accepted == 0
+                } else {
+                    engine.input_bytes(now, Bytes::from(bytes)).is_err()
+                };
+                if refused {
                     assert_eq!(
                         engine.waiting_to_send(),
                         before,
@@ -77,10 +85,9 @@ fuzz_target!(|data: &[u8]| {
             }
             5 => engine.flush(now),
             6 => {
-                for datagram in to_engine.drain(..) {
-                    engine
-                        .input_bytes(now, datagram)
-                        .expect("peer output is valid");
+                for transmit in to_engine.drain(..) {
+                    let report = engine.input_batch(now, transmit.contents, transmit.segment_size);
+                    assert_eq!(report.refused, 0, "peer output is valid");
                 }
                 for datagram in to_peer.drain(..) {
                     peer.input_bytes(now, datagram)
@@ -99,8 +106,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(parsed.conv(), CONV);
             to_peer.push(datagram);
         }
-        while let Some(datagram) = peer.poll_output() {
-            to_engine.push(datagram);
+        while let Some(transmit) = peer.poll_transmit() {
+            let count = transmit.datagram_count();
+            assert!((1..=MAX_TRANSMIT_DATAGRAMS).contains(&count));
+            assert!(transmit.contents.len() <= MAX_TRANSMIT_BYTES);
+            assert!(transmit.segment_size <= config.mtu, "datagram over the MTU");
+            to_engine.push(transmit);
         }
         assert!(engine.waiting_to_send() <= config.max_send_queue);
         let until = engine.check(now).wrapping_sub(now);

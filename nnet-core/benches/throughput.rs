@@ -16,8 +16,9 @@
 //!
 //! Each engine moves datagrams through its natural API: nnet lends the datagrams of
 //! 64-byte messages (`update_with` into `input_slice`, like the C engine) and hands
-//! those of larger ones over as `Bytes` without a copy (`poll_output` into
-//! `input_bytes`), and lends received messages (a fragmented one as its fragments,
+//! those of larger ones over without a copy, in runs of one size (`poll_transmit` into
+//! `input_batch`, what a runtime with UDP GSO and GRO does; each run of datagrams the
+//! network lets through is one batch), and lends received messages (a fragmented one as its fragments,
 //! `recv_parts`, which the sink takes as parts); the C engine's output callback hands
 //! each datagram to the receiver as `ikcp.c` writes it (no copy: what a callback calling
 //! `sendto` does), and the `kcp` crate's `Write` appends datagrams to a reused buffer
@@ -37,13 +38,14 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use nnet_ckcp::{CKcp, CKcpConfig};
-use nnet_core::arq::{Arq, ArqConfig, MessageParts};
+use nnet_core::arq::{Arq, ArqConfig, MessageParts, Transmit};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -116,12 +118,23 @@ struct Nnet {
     in_parts: bool,
 }
 
+impl Nnet {
+    /// Takes in datagrams `run` of `transmit` as one batch.
+    fn input_run(&mut self, now: u32, transmit: &Transmit, run: Range<usize>) {
+        let size = transmit.segment_size;
+        let end = (run.end * size).min(transmit.contents.len());
+        let batch = transmit.contents.slice(run.start * size..end);
+        let report = self.arq.input_batch(now, batch, size);
+        assert_eq!(report.refused, 0, "valid datagrams");
+    }
+}
+
 impl Engine for Nnet {
     /// Messages of at most 64 bytes go in with `send_slice` and their datagrams are
     /// lent (`update_with` into `input_slice`): a small payload is copied inline anyway,
-    /// so a handle per datagram would cost two atomic operations for nothing. Larger
-    /// ones go in as `Bytes` and their datagrams as `Bytes` (`poll_output` into
-    /// `input_bytes`), which the receiver keeps instead of copying the payload. A
+    /// so a handle would cost atomic operations for nothing. Larger ones go in as
+    /// `Bytes` and their datagrams in runs (`poll_transmit` into `input_batch`), which
+    /// the receiver keeps instead of copying the payloads. A
     /// message of one segment is lent whole (`recv_with`), one of several as its
     /// fragments (`recv_parts`, no join). This is what `Arq`'s docs recommend for each.
     fn create(row: &Row) -> Self {
@@ -169,9 +182,23 @@ impl Engine for Nnet {
             return;
         }
         self.arq.update(now);
-        while let Some(datagram) = self.arq.poll_output() {
-            if !net.lose() {
-                to.arq.input_bytes(now, datagram).expect("valid datagram");
+        while let Some(transmit) = self.arq.poll_transmit() {
+            // Each run of datagrams that the network lets through goes in as one batch.
+            let (size, count) = (transmit.segment_size, transmit.datagram_count());
+            let mut run_start = 0;
+            for i in 0..count {
+                if net.lose() {
+                    if i > run_start {
+                        to.input_run(now, &transmit, run_start..i);
+                    }
+                    run_start = i + 1;
+                }
+            }
+            if run_start == 0 {
+                let report = to.arq.input_batch(now, transmit.contents, size);
+                assert_eq!(report.refused, 0, "valid datagrams");
+            } else if run_start < count {
+                to.input_run(now, &transmit, run_start..count);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The KCP engine: one conversation's send and receive state.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -8,8 +9,9 @@ use super::ack_repeat::{DuplicateShare, RepeatedAcks};
 use super::buffers::{adopt_into, take_if_empty, Buffers};
 use super::config::{ArqConfig, ArqConfigError};
 use super::error::{InputError, NoAnnounceRoom, SendError};
-use super::output::{Finish, Lend, Output, Queue};
-use super::payload::{Copied, LastPart, Part, Payload, Source, INLINE_MAX};
+use super::kept::KeptBatches;
+use super::output::{Finish, Lend, Output, Queue, Transmit};
+use super::payload::{Batched, Copied, LastPart, Part, Payload, Source, INLINE_MAX};
 use super::recent_ack::RecentAck;
 use super::recv_buf::{Arrival, Message, MessageParts, ReceiveBuffer};
 use super::rtt::{min_rto, RttEstimator, RTO_MAX_MS};
@@ -66,6 +68,50 @@ impl InputReport {
     /// (what ends the NEW phase, PROTOCOL.md section 3).
     pub fn acknowledged(&self) -> bool {
         self.ack_segments > 0 || self.una_advanced
+    }
+}
+
+/// What [`Arq::input_batch`] did with a batch of datagrams: the [`InputReport`]s of
+/// the accepted ones added up, and the refused ones counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Datagrams accepted.
+    pub accepted: u32,
+    /// Data segments (PUSH or NEW) in them, duplicates included.
+    pub data_segments: u32,
+    /// Datagrams refused; each changed nothing.
+    pub refused: u32,
+    /// ACK segments in the accepted datagrams.
+    pub ack_segments: u32,
+    /// The oldest unacknowledged sequence number moved forward.
+    pub una_advanced: bool,
+    /// Why the last refused datagram was refused.
+    pub last_error: Option<InputError>,
+}
+
+impl BatchReport {
+    /// Whether the peer acknowledged anything (see [`InputReport::acknowledged`]).
+    pub fn acknowledged(&self) -> bool {
+        self.ack_segments > 0 || self.una_advanced
+    }
+
+    /// Adds one datagram's outcome. (The fields added up are not side by side: added
+    /// as one 8-byte pair, they were loaded as one from the two 4-byte stores that had
+    /// just written them, a store-forwarding stall of 20 % of `input_batch`.)
+    #[inline]
+    fn add(&mut self, taken: Result<InputReport, InputError>) {
+        match taken {
+            Ok(report) => {
+                self.accepted += 1;
+                self.data_segments += report.data_segments;
+                self.ack_segments += report.ack_segments;
+                self.una_advanced |= report.una_advanced;
+            }
+            Err(error) => {
+                self.refused += 1;
+                self.last_error = Some(error);
+            }
+        }
     }
 }
 
@@ -152,6 +198,9 @@ pub struct Arq {
     /// Where fragmented messages are joined; its memory is taken back in place for the
     /// next one once the application dropped the previous one.
     join: BytesMut,
+    /// The received batches that payloads in the receive buffer lie in
+    /// ([`input_batch`](Arq::input_batch)); made at the first one kept.
+    kept: Option<Box<KeptBatches>>,
 }
 
 /// Bytes at the start of an [`Arq`] that one datagram and the flush after it touch: up
@@ -210,6 +259,7 @@ impl Arq {
             counts: HotCounts::default(),
             stats: ArqStats::default(),
             join: BytesMut::new(),
+            kept: None,
         })
     }
 
@@ -383,6 +433,7 @@ impl Arq {
     pub fn recv_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         self.take_message(true, |message| match message {
             Message::Single(payload) => read(payload),
+            Message::Kept { batch, range } => read(&batch[range]),
             Message::Joined(join) => read(join),
             // Not given when joining; joined here all the same.
             parts @ Message::Parts(_) => read(&parts.into_bytes()),
@@ -415,7 +466,8 @@ impl Arq {
             let skip_empty = self.config.reserve_empty_messages;
             let mut was_joined = false;
             let join = joined.then_some(&mut self.join);
-            let taken = self.received.take_message(join, |message| {
+            let kept = self.kept.as_deref_mut();
+            let taken = self.received.take_message(join, kept, |message| {
                 was_joined = matches!(message, Message::Joined(_));
                 if skip_empty && message.is_empty() {
                     return None;
@@ -458,7 +510,13 @@ impl Arq {
         // every `stride` bytes, checked without a walk.
         if let Some((first, stride, count)) = Datagram::check_uniform(&datagram) {
             if count == 1 {
-                return self.input_single(now_ms, datagram, first);
+                let len = first.len as usize;
+                let payload = LastPart {
+                    datagram,
+                    at: HEADER_LEN,
+                    len,
+                };
+                return self.input_single(now_ms, first, payload);
             }
             let offset = |i| Some(i * stride);
             let intake = self.input_but_last(now_ms, &datagram, first.conv, count, offset)?;
@@ -498,12 +556,82 @@ impl Arq {
     /// [`input_bytes`](Self::input_bytes) is, which keeps the datagram's own buffer
     /// instead of copying (BENCHMARKS.md has both).
     pub fn input_slice(&mut self, now_ms: u32, datagram: &[u8]) -> Result<InputReport, InputError> {
+        let copied = |at, len| Copied { datagram, at, len };
+        self.input_lent(now_ms, datagram, copied, || {
+            Bytes::copy_from_slice(datagram)
+        })
+    }
+
+    /// Takes in a batch of received datagrams back to back in one buffer, each
+    /// `segment_size` bytes long but the last, which may be shorter: what a receive with
+    /// `UDP_GRO` hands over, or a [`Transmit`] of the peer's
+    /// [`poll_transmit`](Self::poll_transmit). A `segment_size` of 0 means one datagram.
+    ///
+    /// Each datagram is taken in as [`input_bytes`](Self::input_bytes) takes one. One
+    /// that is refused (malformed, another conv: counted in [`stats`](Self::stats))
+    /// changes nothing and does not stop the others; the report says how many were and
+    /// why the last one was.
+    ///
+    /// The cheapest way in for datagrams of large payloads: the receive buffer keeps the
+    /// batch's one handle and the stored payloads say where they lie in it, where
+    /// `input_bytes` keeps a handle per datagram (an atomic operation when each is
+    /// dropped). A payload of at most 64 bytes is copied, as always. The batch's memory
+    /// stays allocated while any payload in it waits in the receive buffer.
+    pub fn input_batch(&mut self, now_ms: u32, batch: Bytes, segment_size: usize) -> BatchReport {
+        let size = match segment_size {
+            0 => batch.len().max(1),
+            size => size,
+        };
+        let number = self.kept.as_ref().map_or(0, |kept| kept.next_number());
+        let kept = Cell::new(0);
+        let mut report = BatchReport::default();
+        for (i, datagram) in batch.chunks(size).enumerate() {
+            let base = i * size;
+            let source = |at, len| Batched {
+                datagram,
+                base,
+                at,
+                len,
+                batch: number,
+                kept: &kept,
+            };
+            let owned = || batch.slice(base..base + datagram.len());
+            report.add(self.input_lent(now_ms, datagram, source, owned));
+        }
+        if kept.get() > 0 {
+            let batches = self.kept.get_or_insert_with(Box::default);
+            batches.keep(batch, kept.get());
+        }
+        report
+    }
+
+    /// Received batches kept for payloads in the receive buffer.
+    #[cfg(test)]
+    pub(crate) fn kept_batches(&self) -> usize {
+        self.kept.as_ref().map_or(0, |kept| kept.len())
+    }
+
+    /// Takes in a `datagram` the caller only lends: `source(at, len)` says what to store
+    /// of the payload at `at`; `owned` gives the datagram as a handle for the rare one of
+    /// more segments than the parse records offsets for.
+    #[inline(always)]
+    fn input_lent<S: Source>(
+        &mut self,
+        now_ms: u32,
+        datagram: &[u8],
+        source: impl Fn(usize, usize) -> S,
+        owned: impl FnOnce() -> Bytes,
+    ) -> Result<InputReport, InputError> {
         if let Some(conv) = Datagram::check_acks(datagram) {
             return self.input_acks(now_ms, datagram, conv);
         }
         if let Some((first, stride, count)) = Datagram::check_uniform(datagram) {
+            if count == 1 {
+                let payload = source(HEADER_LEN, first.len as usize);
+                return self.input_single(now_ms, first, payload);
+            }
             let offset = |i| Some(i * stride);
-            return self.input_copied(now_ms, datagram, first.conv, count, offset);
+            return self.input_sourced(now_ms, datagram, first.conv, count, offset, source);
         }
         let mut offsets = [0; Datagram::RECORDED_SEGMENTS];
         let (first, count, recorded) = match Datagram::check_recording(datagram, &mut offsets) {
@@ -514,32 +642,25 @@ impl Arq {
             }
         };
         if !recorded {
-            let datagram = Datagram::checked(Bytes::copy_from_slice(datagram), first, count);
-            return self.input(now_ms, &datagram);
+            return self.input(now_ms, &Datagram::checked(owned(), first, count));
         }
         let offset = |i: usize| offsets.get(i).map(|&at| at as usize);
-        self.input_copied(now_ms, datagram, first.conv, count, offset)
+        self.input_sourced(now_ms, datagram, first.conv, count, offset, source)
     }
 
     /// Takes in a datagram of one plain KCP segment (a large message's fragment), whose
-    /// `header` [`Datagram::check_uniform`] read: the segment's payload is the
-    /// datagram's own handle, advanced.
+    /// `header` [`Datagram::check_uniform`] read (not read again), its payload stored
+    /// from `payload`.
     #[inline(always)]
     fn input_single(
         &mut self,
         now_ms: u32,
-        datagram: Bytes,
         header: Header,
+        payload: impl Source,
     ) -> Result<InputReport, InputError> {
         self.begin_input(now_ms, header.conv)?;
         let una_before = self.sending.una();
         let mut max_ack = None;
-        let len = header.len as usize;
-        let payload = LastPart {
-            datagram,
-            at: HEADER_LEN,
-            len,
-        };
         let mut tally = Tally::default();
         tally.add(self.input_segment(&header, payload, &mut max_ack));
         Ok(self.end_input(una_before, max_ack, tally))
@@ -576,15 +697,16 @@ impl Arq {
     }
 
     /// Takes in the `count` segments of a checked, lent `datagram` of `conv`, segment `i`
-    /// starting at `offset(i)`.
+    /// starting at `offset(i)`, its payload stored from `source(at, len)`.
     #[inline(always)]
-    fn input_copied(
+    fn input_sourced<S: Source>(
         &mut self,
         now_ms: u32,
         datagram: &[u8],
         conv: u32,
         count: usize,
         offset: impl Fn(usize) -> Option<usize>,
+        source: impl Fn(usize, usize) -> S,
     ) -> Result<InputReport, InputError> {
         self.begin_input(now_ms, conv)?;
         let una_before = self.sending.una();
@@ -592,8 +714,7 @@ impl Arq {
         let mut max_ack: Option<(u32, u32)> = None;
         for i in 0..count {
             if let Some((header, at)) = offset(i).and_then(|o| Datagram::header_in(datagram, o)) {
-                let len = header.len as usize;
-                let payload = Copied { datagram, at, len };
+                let payload = source(at, header.len as usize);
                 tally.add(self.input_segment(&header, payload, &mut max_ack));
             }
         }
@@ -834,8 +955,8 @@ impl Arq {
     /// written into the same room, which stays in the CPU's cache, and no handle is
     /// made or released for it. Like `ikcp_update` with its output callback. (A peer
     /// in the same process that takes large payloads is faster fed with
-    /// [`poll_output`](Self::poll_output) into [`input_bytes`](Self::input_bytes),
-    /// which keeps the datagram instead of copying its payload.)
+    /// [`poll_transmit`](Self::poll_transmit) into [`input_batch`](Self::input_batch),
+    /// which keeps the datagrams instead of copying their payloads.)
     pub fn update_with(&mut self, now_ms: u32, sink: impl FnMut(&[u8])) {
         let mut lend = Lend::new(sink);
         if let Some(out) = self.output.as_mut() {
@@ -932,7 +1053,7 @@ impl Arq {
             self.emit_probes(&mut out, finish, &template, last_ack);
             self.emit_data(&mut out, finish, &template)
         };
-        out.cut(finish);
+        out.end_flush(finish);
         self.output = Some(out);
         self.adjust_after_flush(outcome, window);
     }
@@ -1169,7 +1290,24 @@ impl Arq {
         Some(datagram)
     }
 
-    /// Whether [`poll_output`](Self::poll_output) has a datagram.
+    /// Next run of datagrams to send, if any: up to
+    /// [`MAX_TRANSMIT_DATAGRAMS`](super::MAX_TRANSMIT_DATAGRAMS) of one
+    /// length back to back, the last possibly shorter (a [`Transmit`]), for one
+    /// `sendmsg` with `UDP_SEGMENT` or for the peer's [`input_batch`](Self::input_batch).
+    ///
+    /// The cheapest way to take queued datagrams: one reference count per run, where
+    /// [`poll_output`](Self::poll_output) costs one per datagram (an atomic operation
+    /// each). Both can be used on the same engine; they take from the same queue.
+    #[inline]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let transmit = self.output.as_mut()?.pop_transmit()?;
+        count_hot!(self, datagrams_out, transmit.datagram_count() as u32);
+        count_hot!(self, bytes_out, transmit.contents.len() as u32);
+        Some(transmit)
+    }
+
+    /// Whether [`poll_output`](Self::poll_output) (or
+    /// [`poll_transmit`](Self::poll_transmit)) has a datagram.
     #[inline]
     pub fn has_output(&self) -> bool {
         self.output.as_ref().is_some_and(|out| out.has_ready())

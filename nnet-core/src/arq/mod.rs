@@ -21,7 +21,11 @@
 //!   (received ones always, sent ones through [`Arq::send_slice`]) and lent out by
 //!   [`Arq::recv_with`]: a copy that small costs less than the atomic reference-count
 //!   updates of a shared slice;
-//! - outgoing datagrams share one buffer allocation instead of one per segment;
+//! - outgoing datagrams share one buffer allocation instead of one per segment, and
+//!   come out in runs of one size ([`Transmit`], [`Arq::poll_transmit`]: what one
+//!   `sendmsg` with `UDP_SEGMENT` sends) with one reference count per run; a received
+//!   run ([`Arq::input_batch`], what `UDP_GRO` hands over) is kept as one handle that
+//!   the stored payloads point into, not one per datagram;
 //! - input checks the common shapes of a datagram in one pass of independent loads
 //!   (ACKs only, what a receiver's flush sends; segments of one size, what a bulk
 //!   sender's flush sends) and takes each in by a loop of its own;
@@ -43,6 +47,7 @@ mod buffers;
 mod config;
 mod engine;
 mod error;
+mod kept;
 mod output;
 mod payload;
 mod recent_ack;
@@ -56,8 +61,9 @@ mod tests;
 
 pub use buffers::Buffers;
 pub use config::{ArqConfig, ArqConfigError, MAX_FRAGMENTS, MAX_MTU, MIN_MTU, MIN_RECV_WINDOW};
-pub use engine::{Arq, InputReport};
+pub use engine::{Arq, BatchReport, InputReport};
 pub use error::{InputError, NoAnnounceRoom, SendError};
+pub use output::{Transmit, MAX_TRANSMIT_BYTES, MAX_TRANSMIT_DATAGRAMS};
 pub use recv_buf::MessageParts;
 pub use rtt::{RTO_INITIAL_MS, RTO_MAX_MS, RTO_MIN_MS, RTO_MIN_NODELAY_MS};
 pub use stats::ArqStats;

@@ -5,9 +5,13 @@
 //! caller of [`Arq::update_with`](super::Arq::update_with) at once and its room reused
 //! for the next one ([`Lend`]).
 //!
-//! Queued, the buffer is one allocation shared by many datagrams (`BytesMut::split`), so
-//! the hot path does not allocate per datagram. Lent, it is one datagram's room, written
-//! again and again, so it stays in the CPU's L1 cache.
+//! Queued, the buffer is one allocation shared by many datagrams, so the hot path does
+//! not allocate per datagram. Queued datagrams of one size are gathered into one
+//! [`Transmit`] (one `BytesMut::split_to` for up to [`MAX_TRANSMIT_DATAGRAMS`] of them,
+//! not one each): [`Arq::poll_transmit`](super::Arq::poll_transmit) hands it over
+//! whole, [`Arq::poll_output`](super::Arq::poll_output) one datagram at a time. Lent,
+//! the buffer is one datagram's room, written again and again, so it stays in the CPU's
+//! L1 cache.
 
 use std::collections::VecDeque;
 
@@ -25,25 +29,59 @@ use crate::wire::HEADER_LEN;
 /// (reused in place) until it goes idle and gives its buffers back.
 const MAX_DATAGRAMS_PER_BLOCK: usize = 64;
 
+/// Most datagrams in one [`Transmit`]: what Linux takes in one `sendmsg` with
+/// `UDP_SEGMENT` (`UDP_MAX_SEGMENTS` before 6.7).
+pub const MAX_TRANSMIT_DATAGRAMS: usize = 64;
+
+/// Most bytes in one [`Transmit`]: what one IPv4 UDP datagram carries, the limit of one
+/// `sendmsg` with `UDP_SEGMENT`.
+pub const MAX_TRANSMIT_BYTES: usize = 65_507;
+
+/// Datagrams of one size back to back in one buffer, the last one possibly shorter:
+/// what one `sendmsg` with UDP generic segmentation offload (`UDP_SEGMENT`, "GSO")
+/// sends, and what a receive with `UDP_GRO` hands over. From
+/// [`Arq::poll_transmit`](super::Arq::poll_transmit), for the peer's
+/// [`Arq::input_batch`](super::Arq::input_batch). At most [`MAX_TRANSMIT_DATAGRAMS`]
+/// datagrams and [`MAX_TRANSMIT_BYTES`] bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The datagrams, back to back.
+    pub contents: Bytes,
+    /// Length of every datagram but the last, which is at most this long (never 0).
+    pub segment_size: usize,
+}
+
+impl Transmit {
+    /// The datagrams, in order. No copy, no reference count.
+    pub fn datagrams(&self) -> std::slice::Chunks<'_, u8> {
+        self.contents.chunks(self.segment_size.max(1))
+    }
+
+    /// How many datagrams it holds. O(1).
+    pub fn datagram_count(&self) -> usize {
+        self.contents.len().div_ceil(self.segment_size.max(1))
+    }
+}
+
 /// What becomes of each datagram a flush finishes.
 pub(crate) trait Finish {
     /// Whether finished datagrams stay in the buffer, so that the next one is written
     /// to memory not touched yet (worth prefetching).
     const KEEPS_DATAGRAMS: bool;
 
-    /// Takes the finished `datagram` (all of `current`), leaving `current` empty.
-    fn finish(&mut self, current: &mut BytesMut, ready: &mut VecDeque<Bytes>);
+    /// Takes the finished datagram: the bytes of `out.current` past `out.gathered`.
+    fn finish(&mut self, out: &mut Output);
 }
 
-/// Finished datagrams wait in the builder's queue, split off its buffer.
+/// Finished datagrams wait in the builder's queue, gathered into [`Transmit`]s.
 pub(crate) struct Queue;
 
 impl Finish for Queue {
     const KEEPS_DATAGRAMS: bool = true;
 
     #[inline(always)]
-    fn finish(&mut self, current: &mut BytesMut, ready: &mut VecDeque<Bytes>) {
-        ready.push_back(current.split().freeze());
+    fn finish(&mut self, out: &mut Output) {
+        out.gather();
     }
 }
 
@@ -77,17 +115,30 @@ impl<F: FnMut(&[u8])> Finish for Lend<F> {
     const KEEPS_DATAGRAMS: bool = false;
 
     #[inline(always)]
-    fn finish(&mut self, current: &mut BytesMut, _: &mut VecDeque<Bytes>) {
-        self.lend(current);
-        current.clear();
+    fn finish(&mut self, out: &mut Output) {
+        let gathered = out.gathered;
+        self.lend(out.current.get(gathered..).unwrap_or_default());
+        out.current.truncate(gathered);
     }
 }
 
 /// Builder of outgoing datagrams.
 #[derive(Debug)]
 pub(crate) struct Output {
+    /// The gathered run's datagrams (the first `gathered` bytes), then the datagram
+    /// being written.
     current: BytesMut,
-    ready: VecDeque<Bytes>,
+    /// Bytes at the front of `current` that the run's finished datagrams fill, not
+    /// split off yet.
+    gathered: usize,
+    /// Length of the run's datagrams (its first one's: the last may be shorter).
+    run_size: usize,
+    /// Datagrams in the run (0: none being gathered).
+    run_count: usize,
+    /// Finished runs, oldest first.
+    ready: VecDeque<Transmit>,
+    /// Datagrams in `ready`.
+    waiting: usize,
     /// Datagrams the last reservation made room for.
     block: usize,
     /// Address up to which [`prepare_next`](Self::prepare_next) has prefetched. Only a
@@ -103,7 +154,11 @@ impl Default for Output {
     fn default() -> Self {
         Output {
             current: BytesMut::new(),
+            gathered: 0,
+            run_size: 0,
+            run_count: 0,
             ready: VecDeque::new(),
+            waiting: 0,
             block: 0,
             prefetched_to: 0,
             write_ahead: write_ahead_pays(),
@@ -156,11 +211,13 @@ impl Output {
         let mut rest = items;
         while !rest.is_empty() {
             self.cut_if_full(finish, HEADER_LEN, mtu);
-            let start = self.current.len();
-            let run = (mtu.saturating_sub(start) / HEADER_LEN).clamp(1, rest.len());
+            let open = self.current.len() - self.gathered;
+            let run = (mtu.saturating_sub(open) / HEADER_LEN).clamp(1, rest.len());
             let (now, later) = rest.split_at(run);
             let need = run * HEADER_LEN;
+            // Before `start`: making room may split the gathered run off the buffer.
             self.ensure_room(need, mtu);
+            let start = self.current.len();
             self.current.resize(start + need, 0);
             if let Some(room) = self.current.get_mut(start..) {
                 for (at, item) in room.chunks_exact_mut(HEADER_LEN).zip(now) {
@@ -222,7 +279,7 @@ impl Output {
     /// next one's room where that pays ([`prepare_next`](Self::prepare_next)).
     #[inline(always)]
     fn cut_if_full<F: Finish>(&mut self, finish: &mut F, need: usize, mtu: usize) {
-        let len = self.current.len();
+        let len = self.current.len() - self.gathered;
         if len + need > mtu && len != 0 {
             self.cut(finish);
             if F::KEEPS_DATAGRAMS && self.write_ahead {
@@ -246,10 +303,12 @@ impl Output {
     /// session's blocks shrink to one datagram (an ACK costs one MTU, not sixty-four).
     /// `reserve` takes a block back in place, whole, once every datagram cut from it
     /// is dropped.
+    /// The run being gathered is split off first, so that `reserve` never moves it.
     #[cold]
     #[inline(never)]
     fn grow(&mut self, need: usize, mtu: usize) {
-        let block = (2 * self.ready.len())
+        self.close_run();
+        let block = (2 * self.waiting)
             .max(self.block / 2)
             .clamp(1, MAX_DATAGRAMS_PER_BLOCK);
         self.current.reserve(mtu.max(need) * block);
@@ -285,22 +344,82 @@ impl Output {
     /// Ends the current datagram, if it holds anything.
     #[inline]
     pub(crate) fn cut(&mut self, finish: &mut impl Finish) {
-        if !self.current.is_empty() {
-            finish.finish(&mut self.current, &mut self.ready);
+        if self.current.len() > self.gathered {
+            finish.finish(self);
         }
+    }
+
+    /// Ends a flush: the current datagram and the run being gathered.
+    #[inline]
+    pub(crate) fn end_flush(&mut self, finish: &mut impl Finish) {
+        self.cut(finish);
+        self.close_run();
+    }
+
+    /// Adds the datagram just finished (the bytes of `current` past `gathered`) to the
+    /// run being gathered. A run holds datagrams of its first one's length, the last one
+    /// possibly shorter, within the [`Transmit`] limits: a datagram that does not fit
+    /// closes the run and starts the next.
+    #[inline(always)]
+    fn gather(&mut self) {
+        let len = self.current.len() - self.gathered;
+        if self.run_count > 0 && (len > self.run_size || self.gathered + len > MAX_TRANSMIT_BYTES) {
+            self.close_run();
+        }
+        if self.run_count == 0 {
+            self.run_size = len;
+        }
+        self.gathered += len;
+        self.run_count += 1;
+        if len < self.run_size || self.run_count == MAX_TRANSMIT_DATAGRAMS {
+            self.close_run();
+        }
+    }
+
+    /// Splits the gathered run off the buffer into the queue, if there is one: one
+    /// reference count for all its datagrams.
+    #[inline]
+    fn close_run(&mut self) {
+        if self.run_count == 0 {
+            return;
+        }
+        let contents = self.current.split_to(self.gathered).freeze();
+        self.ready.push_back(Transmit {
+            contents,
+            segment_size: self.run_size,
+        });
+        self.waiting += self.run_count;
+        (self.gathered, self.run_count) = (0, 0);
     }
 
     /// Lends the datagrams waiting in the queue to `lend`, oldest first, and drops them.
     pub(crate) fn lend_ready<F: FnMut(&[u8])>(&mut self, lend: &mut Lend<F>) {
-        while let Some(datagram) = self.ready.pop_front() {
-            lend.lend(&datagram);
+        while let Some(transmit) = self.ready.pop_front() {
+            transmit
+                .datagrams()
+                .for_each(|datagram| lend.lend(datagram));
         }
+        self.waiting = 0;
     }
 
-    /// Next finished datagram.
+    /// Next finished datagram: the first of the oldest run, split off it (one reference
+    /// count), or the run's last datagram (none).
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
-        self.ready.pop_front()
+        let front = self.ready.front_mut()?;
+        self.waiting = self.waiting.saturating_sub(1);
+        if front.contents.len() > front.segment_size {
+            return Some(front.contents.split_to(front.segment_size));
+        }
+        self.ready.pop_front().map(|transmit| transmit.contents)
+    }
+
+    /// The oldest run of finished datagrams, whole.
+    #[inline]
+    pub(crate) fn pop_transmit(&mut self) -> Option<Transmit> {
+        let transmit = self.ready.pop_front()?;
+        self.waiting = self.waiting.saturating_sub(transmit.datagram_count());
+        Some(transmit)
     }
 
     /// Whether a finished datagram waits.
@@ -320,7 +439,7 @@ impl Output {
     /// [`trim`](Self::trim)med). O(1).
     pub(crate) fn bytes(&self) -> usize {
         std::mem::size_of::<Output>()
-            + self.ready.capacity() * std::mem::size_of::<Bytes>()
+            + self.ready.capacity() * std::mem::size_of::<Transmit>()
             + self.current.capacity()
     }
 
@@ -353,7 +472,7 @@ mod tests {
             out.push(&mut Queue, [1; HEADER_LEN], &[], &payload, MTU);
             room = room.max(out.current.capacity());
         }
-        out.cut(&mut Queue);
+        out.end_flush(&mut Queue);
         let mut taken = 0;
         while let Some(datagram) = out.pop() {
             assert_eq!(datagram.len(), MTU);
@@ -417,8 +536,8 @@ mod tests {
                         one_by_one.push_header(&mut Queue, *header, mtu);
                     }
                     runs.push_headers(&mut Queue, &headers, |h| *h, mtu);
-                    one_by_one.cut(&mut Queue);
-                    runs.cut(&mut Queue);
+                    one_by_one.end_flush(&mut Queue);
+                    runs.end_flush(&mut Queue);
                     let taken = |out: &mut Output| std::iter::from_fn(|| out.pop()).collect();
                     let expected: Vec<Bytes> = taken(&mut one_by_one);
                     assert_eq!(
@@ -441,7 +560,7 @@ mod tests {
         for _ in 0..10 {
             out.push(&mut lend, [1; HEADER_LEN], &[], &[7; MTU - HEADER_LEN], MTU);
         }
-        out.cut(&mut lend);
+        out.end_flush(&mut lend);
         assert_eq!((lend.datagrams, out.ready.len()), (10, 0));
         assert!(
             out.current.capacity() <= 2 * MTU,

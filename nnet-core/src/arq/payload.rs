@@ -8,6 +8,7 @@
 //! the engine does with it (BENCHMARKS.md). A copy of at most [`INLINE_MAX`] bytes into
 //! the entry itself costs a few cycles and no reference count.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -38,6 +39,12 @@ pub(crate) enum Payload {
     /// its last fragment holds (the [`Tail`](Payload::Tail) `frg` places later in the
     /// send buffer, which resolves them: [`as_slice`](Payload::as_slice) has none).
     Piece { start: u32, len: u32 },
+    /// Receive side: bytes `at..at + len` of the received batch numbered `batch`
+    /// ([`Arq::input_batch`](super::Arq::input_batch)), which the receive buffer keeps
+    /// ([`KeptBatches`](super::kept::KeptBatches), which resolves it:
+    /// [`as_slice`](Payload::as_slice) has none). A batch of `n` datagrams costs one
+    /// reference count, not `n`.
+    Kept { batch: u32, at: u32, len: u32 },
 }
 
 impl Payload {
@@ -118,28 +125,30 @@ impl Payload {
     #[inline(always)]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
-            Payload::Vacant | Payload::Piece { .. } => &[],
+            Payload::Vacant | Payload::Piece { .. } | Payload::Kept { .. } => &[],
             Payload::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Payload::Shared(data) => data,
             Payload::Tail { message, start } => tail_of(message, *start),
         }
     }
 
-    /// Bytes in the payload, a [`Piece`](Payload::Piece)'s included.
+    /// Bytes in the payload, a [`Piece`](Payload::Piece)'s and a
+    /// [`Kept`](Payload::Kept) one's included.
     #[inline(always)]
     pub(crate) fn len(&self) -> usize {
         match self {
-            Payload::Piece { len, .. } => *len as usize,
+            Payload::Piece { len, .. } | Payload::Kept { len, .. } => *len as usize,
             other => other.as_slice().len(),
         }
     }
 
     /// Takes the payload out as a [`Bytes`], leaving it empty: a shared handle as it
     /// is, an inline payload copied into a new allocation. A
-    /// [`Piece`](Payload::Piece) gives nothing (see [`as_slice`](Self::as_slice)).
+    /// [`Piece`](Payload::Piece) or a [`Kept`](Payload::Kept) payload gives nothing
+    /// (see [`as_slice`](Self::as_slice)).
     pub(crate) fn take_bytes(&mut self) -> Bytes {
         match std::mem::take(self) {
-            Payload::Vacant | Payload::Piece { .. } => Bytes::new(),
+            Payload::Vacant | Payload::Piece { .. } | Payload::Kept { .. } => Bytes::new(),
             Payload::Inline { len, bytes } => Bytes::copy_from_slice(&bytes[..usize::from(len)]),
             Payload::Shared(data) => data,
             Payload::Tail { message, start } => {
@@ -218,6 +227,35 @@ impl Source for LastPart {
     }
 }
 
+/// Bytes `at..at + len` of a datagram of a received batch that the receive buffer
+/// will keep as batch number `batch`, the datagram starting `base` bytes into it: copied
+/// inline if `len` fits, else a [`Kept`](Payload::Kept) payload, counted in `kept`.
+pub(crate) struct Batched<'a> {
+    pub datagram: &'a [u8],
+    pub base: usize,
+    pub at: usize,
+    pub len: usize,
+    pub batch: u32,
+    pub kept: &'a Cell<u32>,
+}
+
+impl Source for Batched<'_> {
+    #[inline(always)]
+    fn write_to(self, entry: &mut Payload) {
+        if self.len <= INLINE_MAX {
+            return entry.set_inline(self.datagram, self.at, self.len);
+        }
+        let end = self.at.saturating_add(self.len).min(self.datagram.len());
+        let at = self.at.min(end);
+        *entry = Payload::Kept {
+            batch: self.batch,
+            at: (self.base + at) as u32,
+            len: (end - at) as u32,
+        };
+        self.kept.set(self.kept.get() + 1);
+    }
+}
+
 impl Source for Payload {
     #[inline(always)]
     fn write_to(self, entry: &mut Payload) {
@@ -255,6 +293,9 @@ impl fmt::Debug for Payload {
             Payload::Tail { .. } => "Tail",
             Payload::Piece { start, len } => {
                 return write!(f, "Piece({start}..{})", start + len);
+            }
+            Payload::Kept { batch, at, len } => {
+                return write!(f, "Kept({batch}: {at}..{})", at + len);
             }
         };
         f.debug_tuple(kind).field(&self.as_slice()).finish()

@@ -9,7 +9,10 @@ use std::iter::{FusedIterator, Take};
 
 use bytes::{Bytes, BytesMut};
 
+use std::ops::Range;
+
 use super::buffers::{adopt_into, discard_front, take_if_empty};
+use super::kept::KeptBatches;
 use super::payload::{Payload, Source};
 use super::seq::diff;
 
@@ -18,7 +21,8 @@ use super::seq::diff;
 pub(crate) struct Received {
     /// Fragments of the message that follow this one.
     pub frg: u8,
-    /// Payload: copied inline if small, else a slice of the received datagram.
+    /// Payload: copied inline if small, else a slice of the received datagram or a
+    /// place in a kept batch ([`Payload::Kept`]).
     pub data: Payload,
 }
 
@@ -27,6 +31,11 @@ pub(crate) struct Received {
 pub(crate) enum Message<'a> {
     /// A message of one segment: its payload, in the ready queue.
     Single(&'a mut Payload),
+    /// A message of one segment that lies in a kept batch: bytes `range` of `batch`.
+    Kept {
+        batch: &'a Bytes,
+        range: Range<usize>,
+    },
     /// A fragmented message: joined into the join buffer (all of it).
     Joined(&'a mut BytesMut),
     /// A fragmented message: its fragments where they lie, in the ready queue.
@@ -43,6 +52,8 @@ pub struct MessageParts<'a> {
     whole: Option<&'a [u8]>,
     /// The fragments of a fragmented message, in the ready queue.
     fragments: Take<vec_deque::Iter<'a, Received>>,
+    /// The batches kept fragments lie in.
+    kept: Option<&'a KeptBatches>,
     /// Bytes in the whole message.
     size: usize,
 }
@@ -53,6 +64,7 @@ impl<'a> MessageParts<'a> {
         MessageParts {
             whole: Some(bytes),
             fragments: vec_deque::Iter::default().take(0),
+            kept: None,
             size: bytes.len(),
         }
     }
@@ -71,7 +83,11 @@ impl<'a> Iterator for MessageParts<'a> {
         if let Some(whole) = self.whole.take() {
             return Some(whole);
         }
-        self.fragments.next().map(|segment| segment.data.as_slice())
+        let segment = self.fragments.next()?;
+        Some(match self.kept {
+            Some(kept) => kept.resolve(&segment.data),
+            None => segment.data.as_slice(),
+        })
     }
 
     #[inline]
@@ -91,6 +107,7 @@ impl<'a> Message<'a> {
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {
             Message::Single(payload) => payload.take_bytes(),
+            Message::Kept { batch, range } => batch.slice(range),
             Message::Joined(join) => join.split().freeze(),
             Message::Parts(parts) => {
                 let mut joined = BytesMut::with_capacity(parts.size());
@@ -106,6 +123,7 @@ impl<'a> Message<'a> {
     pub(crate) fn into_parts(self) -> MessageParts<'a> {
         match self {
             Message::Single(payload) => MessageParts::whole(payload),
+            Message::Kept { batch, range } => MessageParts::whole(&batch[range]),
             Message::Joined(join) => MessageParts::whole(join),
             Message::Parts(parts) => parts,
         }
@@ -115,6 +133,7 @@ impl<'a> Message<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             Message::Single(payload) => payload.is_empty(),
+            Message::Kept { range, .. } => range.is_empty(),
             Message::Joined(join) => join.is_empty(),
             Message::Parts(parts) => parts.size() == 0,
         }
@@ -316,16 +335,27 @@ impl ReceiveBuffer {
     /// Takes the next whole message and hands it to `take` where it lies: a
     /// single-fragment message in the ready queue (removed after `take`), a fragmented
     /// one joined into `join` (which must be empty; `take` empties it) or, without
-    /// `join`, as its fragments in the ready queue (removed after `take`).
+    /// `join`, as its fragments in the ready queue (removed after `take`). `kept` holds
+    /// the batches that [`Payload::Kept`] payloads lie in (none without a batch).
     #[inline]
     pub(crate) fn take_message<T>(
         &mut self,
         join: Option<&mut BytesMut>,
+        kept: Option<&mut KeptBatches>,
         take: impl FnOnce(Message<'_>) -> T,
     ) -> Option<T> {
         let front = self.ready.front_mut()?;
         if front.frg == 0 {
-            let taken = take(Message::Single(&mut front.data));
+            let Some(kept) = kept else {
+                let taken = take(Message::Single(&mut front.data));
+                self.ready.pop_front();
+                return Some(taken);
+            };
+            let taken = match kept.locate(&front.data) {
+                Some((batch, range)) => take(Message::Kept { batch, range }),
+                None => take(Message::Single(&mut front.data)),
+            };
+            kept.release(&front.data);
             self.ready.pop_front();
             return Some(taken);
         }
@@ -335,30 +365,49 @@ impl ReceiveBuffer {
             let parts = MessageParts {
                 whole: None,
                 fragments: self.ready.iter().take(fragments),
+                kept: kept.as_deref(),
                 size,
             };
             let taken = take(Message::Parts(parts));
-            discard_front(&mut self.ready, fragments);
+            self.discard(fragments, kept);
             return Some(taken);
         };
-        self.join_fragments(join)?;
+        self.join_fragments(join, kept)?;
         Some(take(Message::Joined(join)))
     }
 
     /// Joins the fragments of the next message into `join`, if all have arrived.
-    fn join_fragments(&mut self, join: &mut BytesMut) -> Option<()> {
+    fn join_fragments(
+        &mut self,
+        join: &mut BytesMut,
+        kept: Option<&mut KeptBatches>,
+    ) -> Option<()> {
         let size = self.peek_size()?;
         join.reserve(size);
         let mut fragments = 0;
         for segment in &self.ready {
-            join.extend_from_slice(&segment.data);
+            let data = match kept.as_deref() {
+                Some(kept) => kept.resolve(&segment.data),
+                None => segment.data.as_slice(),
+            };
+            join.extend_from_slice(data);
             fragments += 1;
             if segment.frg == 0 {
                 break;
             }
         }
-        discard_front(&mut self.ready, fragments);
+        self.discard(fragments, kept);
         Some(())
+    }
+
+    /// Drops the first `count` segments of the ready queue, releasing what they keep.
+    fn discard(&mut self, count: usize, kept: Option<&mut KeptBatches>) {
+        if let Some(kept) = kept {
+            for segment in self.ready.iter().take(count) {
+                kept.release(&segment.data);
+            }
+        }
+        discard_front(&mut self.ready, count);
     }
 
     /// Gives back the buffers' memory when they are empty: the ready queue is
@@ -395,14 +444,15 @@ mod tests {
 
     /// The next message's bytes, taken the way `Arq::recv` does.
     fn pop(buf: &mut ReceiveBuffer, join: &mut BytesMut) -> Option<Bytes> {
-        buf.take_message(Some(join), |message| message.into_bytes())
+        buf.take_message(Some(join), None, |message| message.into_bytes())
     }
 
     /// The next message's parts, taken the way `Arq::recv_parts` does.
     fn pop_parts(buf: &mut ReceiveBuffer) -> Option<Vec<Vec<u8>>> {
-        buf.take_message(None, |message| match message {
+        buf.take_message(None, None, |message| match message {
             Message::Parts(parts) => parts.map(<[u8]>::to_vec).collect(),
             Message::Single(payload) => vec![payload.to_vec()],
+            Message::Kept { batch, range } => vec![batch[range].to_vec()],
             Message::Joined(_) => unreachable!("no join buffer given"),
         })
     }
@@ -427,7 +477,7 @@ mod tests {
         buf.insert(0, seg(1, b"abc"));
         buf.insert(1, seg(0, b"de"));
         let (count, size, joined) = buf
-            .take_message(None, |message| match message {
+            .take_message(None, None, |message| match message {
                 Message::Parts(parts) => (
                     parts.len(),
                     parts.size(),

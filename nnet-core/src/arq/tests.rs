@@ -7,7 +7,10 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use quickcheck::{QuickCheck, TestResult};
 
-use super::{Arq, ArqConfig, NoAnnounceRoom, SendError};
+use super::{
+    Arq, ArqConfig, InputReport, NoAnnounceRoom, SendError, Transmit, MAX_TRANSMIT_BYTES,
+    MAX_TRANSMIT_DATAGRAMS,
+};
 use crate::wire::{Cmd, Datagram};
 
 const CONV: u32 = 7;
@@ -91,9 +94,10 @@ fn message(index: usize, size: usize) -> Bytes {
 /// Sends `sizes` from `a` to `b` over `wire` (after whatever `a` already queued), acks
 /// back over `back`; returns the messages `b` received once it has `expected` of them
 /// and `a` has nothing left unacknowledged, or `None` if that takes over `limit_ms`.
-/// Both ways in and out are used in turn: `send` and `send_slice`, `update` with
-/// `poll_output` and `update_with`, `input_bytes` and `input_slice`, `recv`,
-/// `recv_with` and `recv_parts`.
+/// Every way in and out is used in turn: `send` and `send_slice`, `update` with
+/// `poll_output` or `poll_transmit` and `update_with`, `input_bytes`, `input_slice` and
+/// `input_batch` (of what arrived coalesced as `UDP_GRO` would), `recv`, `recv_with`
+/// and `recv_parts`.
 #[allow(clippy::too_many_arguments)]
 fn transfer(
     a: &mut Arq,
@@ -118,36 +122,52 @@ fn transfer(
             .expect("accepted");
             queued += 1;
         }
-        if step % 2 == 0 {
-            a.update(now);
-            b.update(now);
-            while let Some(d) = a.poll_output() {
-                wire.carry(d);
+        match step % 3 {
+            0 => {
+                a.update(now);
+                b.update(now);
+                while let Some(d) = a.poll_output() {
+                    wire.carry(d);
+                }
+                while let Some(d) = b.poll_output() {
+                    back.carry(d);
+                }
             }
-            while let Some(d) = b.poll_output() {
-                back.carry(d);
+            1 => {
+                a.update_with(now, |d| wire.carry(Bytes::copy_from_slice(d)));
+                b.update_with(now, |d| back.carry(Bytes::copy_from_slice(d)));
             }
-        } else {
-            a.update_with(now, |d| wire.carry(Bytes::copy_from_slice(d)));
-            b.update_with(now, |d| back.carry(Bytes::copy_from_slice(d)));
+            _ => {
+                a.update(now);
+                b.update(now);
+                while let Some(t) = a.poll_transmit() {
+                    datagrams_of(&t).for_each(|d| wire.carry(d));
+                }
+                while let Some(t) = b.poll_transmit() {
+                    datagrams_of(&t).for_each(|d| back.carry(d));
+                }
+            }
         }
         if step % 50 == 49 {
             wire.release_held();
             back.release_held();
         }
-        for (i, d) in wire.delivered.drain(..).enumerate() {
-            match i % 2 {
-                0 => b.input_bytes(now, d),
-                _ => b.input_slice(now, &d),
+        for (to, wire) in [(&mut *b, &mut wire), (&mut *a, &mut back)] {
+            let delivered: Vec<Bytes> = wire.delivered.drain(..).collect();
+            if step % 4 == 3 {
+                for (batch, size) in coalesce(&delivered) {
+                    let report = to.input_batch(now, batch, size);
+                    assert_eq!(report.refused, 0, "valid datagrams: {report:?}");
+                }
+                continue;
             }
-            .expect("valid datagram");
-        }
-        for (i, d) in back.delivered.drain(..).enumerate() {
-            match i % 2 {
-                0 => a.input_bytes(now, d),
-                _ => a.input_slice(now, &d),
+            for (i, d) in delivered.into_iter().enumerate() {
+                match i % 2 {
+                    0 => to.input_bytes(now, d),
+                    _ => to.input_slice(now, &d),
+                }
+                .expect("valid datagram");
             }
-            .expect("valid datagram");
         }
         loop {
             let next = match got.len() % 3 {
@@ -163,6 +183,42 @@ fn transfer(
         }
     }
     None
+}
+
+/// The datagrams of a transmit, each its own handle, after checking the transmit's
+/// shape: every datagram but the last `segment_size` long, within the GSO limits.
+fn datagrams_of(transmit: &Transmit) -> impl Iterator<Item = Bytes> + '_ {
+    let (count, size) = (transmit.datagram_count(), transmit.segment_size);
+    assert!(
+        (1..=MAX_TRANSMIT_DATAGRAMS).contains(&count),
+        "{count} datagrams"
+    );
+    assert!(transmit.contents.len() <= MAX_TRANSMIT_BYTES);
+    assert!(size > 0 && transmit.contents.len() > (count - 1) * size);
+    (0..count).map(move |i| {
+        let end = ((i + 1) * size).min(transmit.contents.len());
+        transmit.contents.slice(i * size..end)
+    })
+}
+
+/// Arrived datagrams coalesced as `UDP_GRO` does: runs of one length, the last one of
+/// a run possibly shorter, each copied into one buffer with its segment size.
+fn coalesce(datagrams: &[Bytes]) -> Vec<(Bytes, usize)> {
+    let mut batches: Vec<(Vec<u8>, usize, bool)> = Vec::new();
+    for d in datagrams {
+        match batches.last_mut() {
+            Some((bytes, size, open)) if *open && d.len() <= *size => {
+                bytes.extend_from_slice(d);
+                *open = d.len() == *size;
+            }
+            _ => batches.push((d.to_vec(), d.len(), true)),
+        }
+    }
+    let batches: Vec<(Bytes, usize)> = batches
+        .into_iter()
+        .map(|(bytes, size, _)| (bytes.into(), size))
+        .collect();
+    batches
 }
 
 /// [`transfer`] of what `a` already queued, over lossless links from 0 ms, within 10 s.
@@ -974,4 +1030,135 @@ fn ack_datagrams_are_taken_in_like_any_other() {
     assert!(ack_only > 3, "{ack_only} datagrams of ACKs only");
     let stats = senders[0].stats();
     assert!(stats.fast_retransmits > 0, "out-of-order ACKs: {stats:?}");
+}
+
+#[test]
+fn poll_transmit_gathers_the_datagrams_poll_output_gives() {
+    let engines = || {
+        let config = ArqConfig {
+            send_window: 512,
+            recv_window: 512,
+            ..fast()
+        };
+        let mut engine = Arq::new(CONV, &config).expect("config");
+        let sizes = (0..150).map(|i| if i % 50 == 7 { 10 } else { 1024 });
+        for (i, size) in sizes.chain([3000, 64, 20_000]).enumerate() {
+            engine.send(message(i, size)).expect("send");
+        }
+        engine
+    };
+    let (mut polled, mut gathered) = (engines(), engines());
+    polled.update(0);
+    gathered.update(0);
+    let expected: Vec<Bytes> = std::iter::from_fn(|| polled.poll_output()).collect();
+    let transmits: Vec<Transmit> = std::iter::from_fn(|| gathered.poll_transmit()).collect();
+    let got: Vec<Bytes> = transmits.iter().flat_map(datagrams_of).collect();
+    assert_eq!(got, expected);
+    // 1 KiB messages go one to a datagram: long runs, cut where a short message packs
+    // with the next one, where the buffer grows (into a new allocation) and at the
+    // fragments of the large ones.
+    assert!(expected.len() > 100, "{} datagrams", expected.len());
+    assert!(transmits.len() < 16, "{} transmits", transmits.len());
+    assert!(transmits.iter().any(|t| t.datagram_count() > 16));
+    assert!(!gathered.has_output());
+    assert_eq!(gathered.stats().datagrams_out, polled.stats().datagrams_out);
+    assert_eq!(gathered.stats().bytes_out, polled.stats().bytes_out);
+    // Both ways take from the same queue.
+    let mut mixed = engines();
+    mixed.update(0);
+    let first = mixed.poll_output().expect("a datagram");
+    let rest = mixed.poll_transmit().expect("the rest of the first run");
+    assert_eq!(first, expected[0]);
+    assert_eq!(datagrams_of(&rest).next(), Some(expected[1].clone()));
+}
+
+#[test]
+fn input_batch_takes_in_what_input_bytes_does() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    let sizes = [1, 64, 65, 700, 1376, 1377, 5000, 1024, 1024, 1024];
+    for (i, size) in sizes.into_iter().enumerate() {
+        a.send(message(i, size)).expect("send");
+    }
+    a.update(0);
+    let transmits: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+    let mut by_bytes = Arq::new(CONV, &fast()).expect("config");
+    let mut by_batch = Arq::new(CONV, &fast()).expect("config");
+    let mut held = Vec::new();
+    for transmit in &transmits {
+        let mut report = InputReport::default();
+        for datagram in datagrams_of(transmit) {
+            let one = by_bytes.input_bytes(0, datagram).expect("valid");
+            report.data_segments += one.data_segments;
+            report.una_advanced |= one.una_advanced;
+        }
+        // A copy of its own, so that the test can tell when the engine lets go of it.
+        let own = Bytes::from(transmit.contents.to_vec());
+        held.push(own.clone());
+        let batch = by_batch.input_batch(0, own, transmit.segment_size);
+        let summed = (batch.data_segments, batch.ack_segments, batch.una_advanced);
+        assert_eq!(summed, (report.data_segments, 0, report.una_advanced));
+        assert_eq!(
+            (batch.accepted as usize, batch.refused),
+            (transmit.datagram_count(), 0)
+        );
+    }
+    let mut parts = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        assert_eq!(by_bytes.recv(), Some(message(i, size)));
+        let got = match i % 3 {
+            0 => by_batch.recv(),
+            1 => by_batch.recv_with(Bytes::copy_from_slice),
+            _ => by_batch.recv_parts(|p| {
+                parts.push(p.len());
+                p.flatten().copied().collect::<Bytes>()
+            }),
+        };
+        assert_eq!(got, Some(message(i, size)), "message {i}");
+    }
+    assert!(
+        parts.iter().any(|&n| n > 1),
+        "a fragmented message lent in parts"
+    );
+    assert_eq!(
+        flush_at(&mut by_bytes, 10),
+        flush_at(&mut by_batch, 10),
+        "same ACKs"
+    );
+    // Every payload taken: the engine keeps no batch.
+    assert_eq!(by_batch.kept_batches(), 0);
+    for mut batch in held {
+        assert!(batch.is_unique(), "the engine let go of its batch");
+        batch.clear();
+    }
+}
+
+#[test]
+fn a_bad_datagram_in_a_batch_is_refused_alone() {
+    let mut a = Arq::new(CONV, &fast()).expect("config");
+    for i in 0..3 {
+        a.send(message(i, 1000)).expect("send");
+    }
+    let datagrams = flush_at(&mut a, 0);
+    assert_eq!(datagrams.len(), 3);
+    let size = datagrams[0].len();
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&datagrams[0]);
+    let mut other_conv = datagrams[1].to_vec();
+    other_conv[0] ^= 1;
+    batch.extend_from_slice(&other_conv);
+    batch.extend_from_slice(&datagrams[2][..30]);
+    let mut b = Arq::new(CONV, &fast()).expect("config");
+    let report = b.input_batch(0, batch.into(), size);
+    assert_eq!((report.accepted, report.refused), (1, 2));
+    assert!(report.last_error.is_some());
+    assert_eq!(b.stats().datagrams_refused, 2);
+    assert_eq!(b.recv(), Some(message(0, 1000)));
+    assert_eq!(b.recv(), None, "the others changed nothing");
+    // The rest arrives later, whole: delivered in order.
+    for datagram in &datagrams[1..] {
+        let report = b.input_batch(5, datagram.clone(), 0);
+        assert_eq!(report.accepted, 1);
+    }
+    assert_eq!(b.recv(), Some(message(1, 1000)));
+    assert_eq!(b.recv(), Some(message(2, 1000)));
 }
