@@ -163,6 +163,9 @@ pub struct Arq {
     /// Whether data goes out as NEW (`announce` holds the token): kept here so that a
     /// flush reads the token's cold line only when it is used.
     announcing: bool,
+    /// Whether `kept` was ever made (a batch came in): kept here so that taking a
+    /// message reads `kept`'s cold line only when it may matter.
+    batches_kept: bool,
     congestion: Congestion,
 
     /// Queued and in-flight segments.
@@ -253,6 +256,7 @@ impl Arq {
             repeated: RepeatedAcks::default(),
             duplicates: DuplicateShare::default(),
             announcing: false,
+            batches_kept: false,
             announce: None,
             acks: Vec::new(),
             output: None,
@@ -466,7 +470,10 @@ impl Arq {
             let skip_empty = self.config.reserve_empty_messages;
             let mut was_joined = false;
             let join = joined.then_some(&mut self.join);
-            let kept = self.kept.as_deref_mut();
+            let kept = match self.batches_kept {
+                true => self.kept.as_deref_mut(),
+                false => None,
+            };
             let taken = self.received.take_message(join, kept, |message| {
                 was_joined = matches!(message, Message::Joined(_));
                 if skip_empty && message.is_empty() {
@@ -601,6 +608,7 @@ impl Arq {
         if kept.get() > 0 {
             let batches = self.kept.get_or_insert_with(Box::default);
             batches.keep(batch, kept.get());
+            self.batches_kept = true;
         }
         report
     }

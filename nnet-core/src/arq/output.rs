@@ -114,11 +114,12 @@ impl<F: FnMut(&[u8])> Lend<F> {
 impl<F: FnMut(&[u8])> Finish for Lend<F> {
     const KEEPS_DATAGRAMS: bool = false;
 
+    /// A lending flush gathers nothing: the one before it closed its run.
     #[inline(always)]
     fn finish(&mut self, out: &mut Output) {
-        let gathered = out.gathered;
-        self.lend(out.current.get(gathered..).unwrap_or_default());
-        out.current.truncate(gathered);
+        debug_assert_eq!(out.gathered, 0, "no run is gathered while lending");
+        self.lend(&out.current);
+        out.current.clear();
     }
 }
 
@@ -211,8 +212,7 @@ impl Output {
         let mut rest = items;
         while !rest.is_empty() {
             self.cut_if_full(finish, HEADER_LEN, mtu);
-            let open = self.current.len() - self.gathered;
-            let run = (mtu.saturating_sub(open) / HEADER_LEN).clamp(1, rest.len());
+            let run = (mtu.saturating_sub(self.open_len::<F>()) / HEADER_LEN).clamp(1, rest.len());
             let (now, later) = rest.split_at(run);
             let need = run * HEADER_LEN;
             // Before `start`: making room may split the gathered run off the buffer.
@@ -279,7 +279,7 @@ impl Output {
     /// next one's room where that pays ([`prepare_next`](Self::prepare_next)).
     #[inline(always)]
     fn cut_if_full<F: Finish>(&mut self, finish: &mut F, need: usize, mtu: usize) {
-        let len = self.current.len() - self.gathered;
+        let len = self.open_len::<F>();
         if len + need > mtu && len != 0 {
             self.cut(finish);
             if F::KEEPS_DATAGRAMS && self.write_ahead {
@@ -341,10 +341,20 @@ impl Output {
         self.prefetched_to = end;
     }
 
+    /// Bytes in the datagram being written: the buffer's past the gathered run (none
+    /// while lending, known at compile time).
+    #[inline(always)]
+    fn open_len<F: Finish>(&self) -> usize {
+        match F::KEEPS_DATAGRAMS {
+            true => self.current.len() - self.gathered,
+            false => self.current.len(),
+        }
+    }
+
     /// Ends the current datagram, if it holds anything.
     #[inline]
-    pub(crate) fn cut(&mut self, finish: &mut impl Finish) {
-        if self.current.len() > self.gathered {
+    pub(crate) fn cut<F: Finish>(&mut self, finish: &mut F) {
+        if self.open_len::<F>() > 0 {
             finish.finish(self);
         }
     }

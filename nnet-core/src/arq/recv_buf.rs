@@ -341,25 +341,24 @@ impl ReceiveBuffer {
     pub(crate) fn take_message<T>(
         &mut self,
         join: Option<&mut BytesMut>,
-        kept: Option<&mut KeptBatches>,
+        mut kept: Option<&mut KeptBatches>,
         take: impl FnOnce(Message<'_>) -> T,
     ) -> Option<T> {
         let front = self.ready.front_mut()?;
-        if front.frg == 0 {
-            let Some(kept) = kept else {
-                let taken = take(Message::Single(&mut front.data));
-                self.ready.pop_front();
-                return Some(taken);
+        // The message and the segments to drop once it is taken. `take` is called in
+        // one place: called in three, it was not inlined (34 instructions more per
+        // message of 64 bytes).
+        let (message, segments) = if front.frg == 0 {
+            let located = kept.as_deref().and_then(|kept| kept.locate(&front.data));
+            let message = match located {
+                Some((batch, range)) => Message::Kept { batch, range },
+                None => Message::Single(&mut front.data),
             };
-            let taken = match kept.locate(&front.data) {
-                Some((batch, range)) => take(Message::Kept { batch, range }),
-                None => take(Message::Single(&mut front.data)),
-            };
-            kept.release(&front.data);
-            self.ready.pop_front();
-            return Some(taken);
-        }
-        let Some(join) = join else {
+            (message, 1)
+        } else if let Some(join) = join {
+            self.join_fragments(join, kept.as_deref_mut())?;
+            (Message::Joined(join), 0)
+        } else {
             let fragments = usize::from(front.frg) + 1;
             let size = self.peek_size()?;
             let parts = MessageParts {
@@ -368,12 +367,11 @@ impl ReceiveBuffer {
                 kept: kept.as_deref(),
                 size,
             };
-            let taken = take(Message::Parts(parts));
-            self.discard(fragments, kept);
-            return Some(taken);
+            (Message::Parts(parts), fragments)
         };
-        self.join_fragments(join, kept)?;
-        Some(take(Message::Joined(join)))
+        let taken = take(message);
+        self.discard(segments, kept);
+        Some(taken)
     }
 
     /// Joins the fragments of the next message into `join`, if all have arrived.
@@ -401,13 +399,19 @@ impl ReceiveBuffer {
     }
 
     /// Drops the first `count` segments of the ready queue, releasing what they keep.
+    /// Always inlined: out of line, a message of 64 bytes took 45 instructions more.
+    #[inline(always)]
     fn discard(&mut self, count: usize, kept: Option<&mut KeptBatches>) {
         if let Some(kept) = kept {
             for segment in self.ready.iter().take(count) {
                 kept.release(&segment.data);
             }
         }
-        discard_front(&mut self.ready, count);
+        if count == 1 {
+            self.ready.pop_front();
+        } else {
+            discard_front(&mut self.ready, count);
+        }
     }
 
     /// Gives back the buffers' memory when they are empty: the ready queue is
