@@ -88,9 +88,9 @@ fn messages(size: usize) -> Vec<Bytes> {
 const SMALL_MESSAGE: usize = 64;
 
 /// Moves every output datagram of `from` into `to`, as the benchmark's nnet engine does:
-/// lent (`update_with` into `input_slice`) when `lend`, else handed over (`update`, then
-/// `poll_output` into `input_bytes`). Returns the instant between the two when handed
-/// over (the flush's end), the end when lent (flush and input are one).
+/// lent (`update_with` into `input_slice`) when `lend`, else handed over in runs
+/// (`update`, then `poll_transmit` into `input_batch`). Returns the instant between the
+/// two when handed over (the flush's end), the end when lent (flush and input are one).
 fn flush_into(from: &mut Arq, to: &mut Arq, now: u32, lend: bool) -> Instant {
     if lend {
         from.update_with(now, |datagram| {
@@ -100,15 +100,16 @@ fn flush_into(from: &mut Arq, to: &mut Arq, now: u32, lend: bool) -> Instant {
     }
     from.update(now);
     let flushed = Instant::now();
-    while let Some(datagram) = from.poll_output() {
-        to.input_bytes(now, datagram).expect("valid datagram");
+    while let Some(transmit) = from.poll_transmit() {
+        let report = to.input_batch(now, transmit.contents, transmit.segment_size);
+        assert_eq!(report.refused, 0, "valid datagrams");
     }
     flushed
 }
 
 /// nnet, driven as the benchmark drives it: a message of at most 64 bytes goes in with
 /// `send_slice` and its datagrams are lent, a larger one goes in as `Bytes` and its
-/// datagrams are handed over as `Bytes`; received messages are lent where they lie
+/// datagrams are handed over in runs; received messages are lent where they lie
 /// (`recv_with` for messages of one segment, `recv_parts` for larger ones).
 #[inline(never)]
 fn run_nnet(messages: &[Bytes], fragments: usize) -> Phases<6> {

@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use bytes::{Buf, Bytes};
 
@@ -71,8 +71,7 @@ impl Payload {
         if len <= INLINE_MAX {
             return self.set_inline(datagram, at, len);
         }
-        let end = at.saturating_add(len).min(datagram.len());
-        *self = Payload::Shared(datagram.slice(at.min(end)..end));
+        *self = Payload::Shared(datagram.slice(within(datagram, at, len)));
     }
 
     /// [`set_part`](Self::set_part), taking the datagram's own handle for a shared
@@ -192,8 +191,7 @@ impl Source for Copied<'_> {
         if self.len <= INLINE_MAX {
             return entry.set_inline(self.datagram, self.at, self.len);
         }
-        let end = self.at.saturating_add(self.len).min(self.datagram.len());
-        let bytes = self.datagram.get(self.at..end).unwrap_or_default();
+        let bytes = &self.datagram[within(self.datagram, self.at, self.len)];
         *entry = Payload::Shared(Bytes::copy_from_slice(bytes));
     }
 }
@@ -245,12 +243,11 @@ impl Source for Batched<'_> {
         if self.len <= INLINE_MAX {
             return entry.set_inline(self.datagram, self.at, self.len);
         }
-        let end = self.at.saturating_add(self.len).min(self.datagram.len());
-        let at = self.at.min(end);
+        let range = within(self.datagram, self.at, self.len);
         *entry = Payload::Kept {
             batch: self.batch,
-            at: (self.base + at) as u32,
-            len: (end - at) as u32,
+            at: (self.base + range.start) as u32,
+            len: range.len() as u32,
         };
         self.kept.set(self.kept.get() + 1);
     }
@@ -261,6 +258,14 @@ impl Source for Payload {
     fn write_to(self, entry: &mut Payload) {
         *entry = self;
     }
+}
+
+/// The part of `at..at + len` that lies within `datagram` (callers pass bounds the
+/// datagram's parse checked; out-of-range ones give what is in range).
+#[inline(always)]
+fn within(datagram: &[u8], at: usize, len: usize) -> Range<usize> {
+    let end = at.saturating_add(len).min(datagram.len());
+    at.min(end)..end
 }
 
 /// Bytes of `message` from `start` (none if `start` is past its end).
