@@ -29,8 +29,9 @@ use crate::wire::HEADER_LEN;
 /// (reused in place) until it goes idle and gives its buffers back.
 const MAX_DATAGRAMS_PER_BLOCK: usize = 64;
 
-/// Most datagrams in one [`Transmit`]: what Linux takes in one `sendmsg` with
-/// `UDP_SEGMENT` (`UDP_MAX_SEGMENTS` before 6.7).
+/// Most datagrams in one [`Transmit`]: what every Linux kernel with `UDP_SEGMENT` takes
+/// in one `sendmsg` (its `UDP_MAX_SEGMENTS`, 64 in the kernels that brought it; later
+/// ones take more).
 pub const MAX_TRANSMIT_DATAGRAMS: usize = 64;
 
 /// Most bytes in one [`Transmit`]: what one IPv4 UDP datagram carries, the limit of one
