@@ -590,7 +590,7 @@ impl Arq {
             size => size,
         };
         let number = self.kept.as_ref().map_or(0, |kept| kept.next_number());
-        let kept = Cell::new(0);
+        let users = Cell::new(0);
         let mut report = BatchReport::default();
         for (i, datagram) in batch.chunks(size).enumerate() {
             let base = i * size;
@@ -600,14 +600,14 @@ impl Arq {
                 at,
                 len,
                 batch: number,
-                kept: &kept,
+                users: &users,
             };
             let owned = || batch.slice(base..base + datagram.len());
             report.add(self.input_lent(now_ms, datagram, source, owned));
         }
-        if kept.get() > 0 {
+        if users.get() > 0 {
             let batches = self.kept.get_or_insert_with(Box::default);
-            batches.keep(batch, kept.get());
+            batches.keep(batch, users.get());
             self.batches_kept = true;
         }
         report

@@ -63,15 +63,16 @@ impl KeptBatches {
         Some((&kept.bytes, range))
     }
 
-    /// The bytes of `payload`, wherever they lie.
+    /// The bytes of `payload`, wherever they lie: in one of `kept`'s batches, or in the
+    /// payload itself (all of them when no batch is kept).
     #[inline]
-    pub(crate) fn resolve<'a>(&'a self, payload: &'a Payload) -> &'a [u8] {
-        match payload {
-            Payload::Kept { .. } => match self.locate(payload) {
+    pub(crate) fn resolve<'a>(kept: Option<&'a KeptBatches>, payload: &'a Payload) -> &'a [u8] {
+        match (kept, payload) {
+            (Some(kept), Payload::Kept { .. }) => match kept.locate(payload) {
                 Some((bytes, range)) => &bytes[range],
                 None => &[],
             },
-            other => other.as_slice(),
+            (_, other) => other.as_slice(),
         }
     }
 
@@ -122,15 +123,15 @@ mod tests {
         assert_ne!(first, second);
         batches.keep(Bytes::from_static(b"abcdef"), 1);
         let (a, b, c) = (kept(first, 2, 3), kept(first, 5, 5), kept(second, 1, 2));
-        assert_eq!(batches.resolve(&a), b"234");
-        assert_eq!(batches.resolve(&b), b"56789");
-        assert_eq!(batches.resolve(&c), b"bc");
+        assert_eq!(KeptBatches::resolve(Some(&batches), &a), b"234");
+        assert_eq!(KeptBatches::resolve(Some(&batches), &b), b"56789");
+        assert_eq!(KeptBatches::resolve(Some(&batches), &c), b"bc");
         // The newer batch's user leaves first: it stays until the older one goes.
         batches.release(&c);
         assert_eq!(batches.len(), 2);
         batches.release(&a);
         assert_eq!(
-            batches.resolve(&b),
+            KeptBatches::resolve(Some(&batches), &b),
             b"56789",
             "still kept for its other user"
         );
@@ -139,7 +140,10 @@ mod tests {
         // Numbers go on from where they were.
         let third = batches.next_number();
         batches.keep(Bytes::from_static(b"xyz"), 1);
-        assert_eq!(batches.resolve(&kept(third, 0, 3)), b"xyz");
+        assert_eq!(
+            KeptBatches::resolve(Some(&batches), &kept(third, 0, 3)),
+            b"xyz"
+        );
     }
 
     #[test]
@@ -150,14 +154,18 @@ mod tests {
         assert!(batches.is_empty());
         assert_eq!(batches.next_number(), number, "the number is not used up");
         batches.keep(Bytes::from_static(b"abc"), 1);
-        assert_eq!(batches.resolve(&kept(number, 2, 5)), b"", "past the end");
         assert_eq!(
-            batches.resolve(&kept(number + 1, 0, 1)),
+            KeptBatches::resolve(Some(&batches), &kept(number, 2, 5)),
+            b"",
+            "past the end"
+        );
+        assert_eq!(
+            KeptBatches::resolve(Some(&batches), &kept(number + 1, 0, 1)),
             b"",
             "no such batch"
         );
         let inline = Payload::from(Bytes::from_static(b"own"));
-        assert_eq!(batches.resolve(&inline), b"own");
+        assert_eq!(KeptBatches::resolve(Some(&batches), &inline), b"own");
         batches.release(&inline);
         assert_eq!(batches.len(), 1, "other payloads release nothing");
     }

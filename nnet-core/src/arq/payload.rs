@@ -227,14 +227,14 @@ impl Source for LastPart {
 
 /// Bytes `at..at + len` of a datagram of a received batch that the receive buffer
 /// will keep as batch number `batch`, the datagram starting `base` bytes into it: copied
-/// inline if `len` fits, else a [`Kept`](Payload::Kept) payload, counted in `kept`.
+/// inline if `len` fits, else a [`Kept`](Payload::Kept) payload, counted in `users`.
 pub(crate) struct Batched<'a> {
     pub datagram: &'a [u8],
     pub base: usize,
     pub at: usize,
     pub len: usize,
     pub batch: u32,
-    pub kept: &'a Cell<u32>,
+    pub users: &'a Cell<u32>,
 }
 
 impl Source for Batched<'_> {
@@ -249,7 +249,7 @@ impl Source for Batched<'_> {
             at: (self.base + range.start) as u32,
             len: range.len() as u32,
         };
-        self.kept.set(self.kept.get() + 1);
+        self.users.set(self.users.get() + 1);
     }
 }
 

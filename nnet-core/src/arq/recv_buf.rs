@@ -7,9 +7,9 @@
 use std::collections::{vec_deque, VecDeque};
 use std::iter::{FusedIterator, Take};
 
-use bytes::{Bytes, BytesMut};
-
 use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
 
 use super::buffers::{adopt_into, discard_front, take_if_empty};
 use super::kept::KeptBatches;
@@ -84,10 +84,7 @@ impl<'a> Iterator for MessageParts<'a> {
             return Some(whole);
         }
         let segment = self.fragments.next()?;
-        Some(match self.kept {
-            Some(kept) => kept.resolve(&segment.data),
-            None => segment.data.as_slice(),
-        })
+        Some(KeptBatches::resolve(self.kept, &segment.data))
     }
 
     #[inline]
@@ -341,7 +338,7 @@ impl ReceiveBuffer {
     pub(crate) fn take_message<T>(
         &mut self,
         join: Option<&mut BytesMut>,
-        mut kept: Option<&mut KeptBatches>,
+        kept: Option<&mut KeptBatches>,
         take: impl FnOnce(Message<'_>) -> T,
     ) -> Option<T> {
         let front = self.ready.front_mut()?;
@@ -356,8 +353,8 @@ impl ReceiveBuffer {
             };
             (message, 1)
         } else if let Some(join) = join {
-            self.join_fragments(join, kept.as_deref_mut())?;
-            (Message::Joined(join), 0)
+            let fragments = self.join_fragments(join, kept.as_deref())?;
+            (Message::Joined(join), fragments)
         } else {
             let fragments = usize::from(front.frg) + 1;
             let size = self.peek_size()?;
@@ -374,28 +371,20 @@ impl ReceiveBuffer {
         Some(taken)
     }
 
-    /// Joins the fragments of the next message into `join`, if all have arrived.
-    fn join_fragments(
-        &mut self,
-        join: &mut BytesMut,
-        kept: Option<&mut KeptBatches>,
-    ) -> Option<()> {
+    /// Joins the fragments of the next message into `join`, if all have arrived, and
+    /// returns how many there are (still in the ready queue).
+    fn join_fragments(&self, join: &mut BytesMut, kept: Option<&KeptBatches>) -> Option<usize> {
         let size = self.peek_size()?;
         join.reserve(size);
         let mut fragments = 0;
         for segment in &self.ready {
-            let data = match kept.as_deref() {
-                Some(kept) => kept.resolve(&segment.data),
-                None => segment.data.as_slice(),
-            };
-            join.extend_from_slice(data);
+            join.extend_from_slice(KeptBatches::resolve(kept, &segment.data));
             fragments += 1;
             if segment.frg == 0 {
                 break;
             }
         }
-        self.discard(fragments, kept);
-        Some(())
+        Some(fragments)
     }
 
     /// Drops the first `count` segments of the ready queue, releasing what they keep.
@@ -407,6 +396,7 @@ impl ReceiveBuffer {
                 kept.release(&segment.data);
             }
         }
+        // One segment, the common message, is popped as it was before batches came.
         if count == 1 {
             self.ready.pop_front();
         } else {
